@@ -2,8 +2,8 @@
 
 #include <arpa/inet.h>
 
-#include <cstring>
 #include <fmt/format.h>
+#include <cstring>
 
 #include "core/strings.h"
 
@@ -24,7 +24,9 @@ bool copyToBuffer(std::string_view text, char (&buf)[N]) noexcept {
 
 }  // namespace
 
-std::string_view familyName(Family f) noexcept { return f == Family::V4 ? "IPv4" : "IPv6"; }
+std::string_view familyName(Family f) noexcept {
+  return f == Family::V4 ? "IPv4" : "IPv6";
+}
 
 Result<Ip4> Ip4::parse(std::string_view text) noexcept {
   char buf[INET_ADDRSTRLEN + 1];

@@ -44,8 +44,7 @@ class Ip4 {
   constexpr bool isBroadcast() const noexcept { return value_ == 0xffffffffu; }
   // Go's IsGlobalUnicast: not unspecified, loopback, link-local, multicast or broadcast.
   constexpr bool isGlobalUnicast() const noexcept {
-    return !isUnspecified() && !isLoopback() && !isLinkLocal() && !isMulticast() &&
-           !isBroadcast();
+    return !isUnspecified() && !isLoopback() && !isLinkLocal() && !isMulticast() && !isBroadcast();
   }
 
   friend constexpr auto operator<=>(const Ip4&, const Ip4&) = default;

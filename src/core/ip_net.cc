@@ -1,7 +1,7 @@
 #include "core/ip_net.h"
 
-#include <charconv>
 #include <fmt/format.h>
+#include <charconv>
 #include <limits>
 
 #include "core/strings.h"
@@ -25,15 +25,15 @@ Uint128 prefixMask(uint8_t prefix, uint8_t width) noexcept {
 Result<IpNet> parseImpl(std::string_view text, bool mask) noexcept {
   auto slash = text.find('/');
   if (slash == std::string_view::npos) {
-    return invalidInput(fmt::format("{} is not a CIDR prefix (missing \"/length\")",
-                                    quoteForMessage(text)));
+    return invalidInput(
+        fmt::format("{} is not a CIDR prefix (missing \"/length\")", quoteForMessage(text)));
   }
   auto addr_text = text.substr(0, slash);
   auto len_text = text.substr(slash + 1);
   auto addr = IpAddr::parse(addr_text);
   if (!addr) {
-    return invalidInput(fmt::format("{} is not a CIDR prefix: {}", quoteForMessage(text),
-                                    addr.error().message));
+    return invalidInput(
+        fmt::format("{} is not a CIDR prefix: {}", quoteForMessage(text), addr.error().message));
   }
   unsigned len = 0;
   auto [ptr, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
@@ -73,9 +73,13 @@ IpNet IpNet::masked(IpAddr addr, uint8_t prefix) noexcept {
   return IpNet(addrFromValue(addr.family(), v), prefix);
 }
 
-Result<IpNet> IpNet::parse(std::string_view text) noexcept { return parseImpl(text, false); }
+Result<IpNet> IpNet::parse(std::string_view text) noexcept {
+  return parseImpl(text, false);
+}
 
-Result<IpNet> IpNet::parseMasked(std::string_view text) noexcept { return parseImpl(text, true); }
+Result<IpNet> IpNet::parseMasked(std::string_view text) noexcept {
+  return parseImpl(text, true);
+}
 
 bool IpNet::contains(const IpAddr& ip) const noexcept {
   if (ip.family() != family()) {
@@ -138,6 +142,8 @@ std::optional<IpNet> IpNet::nthSubnet(uint8_t len, Uint128 index) const noexcept
   return IpNet(addrFromValue(family(), addrValue(addr_) + offset), len);
 }
 
-std::string IpNet::toString() const { return fmt::format("{}/{}", addr_.toString(), prefix_); }
+std::string IpNet::toString() const {
+  return fmt::format("{}/{}", addr_.toString(), prefix_);
+}
 
 }  // namespace flannel

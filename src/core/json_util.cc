@@ -12,8 +12,8 @@ Result<Json> parseJson(std::string_view text, std::string_view what) noexcept {
     // to result<Json, Error> ambiguous.
     return Result<Json>(boost::system::in_place_value, Json::parse(text.begin(), text.end()));
   } catch (const Json::parse_error& e) {
-    return invalidInput(fmt::format("{} is not valid JSON (at byte {}): {}", what, e.byte,
-                                    e.what()));
+    return invalidInput(
+        fmt::format("{} is not valid JSON (at byte {}): {}", what, e.byte, e.what()));
   } catch (const std::exception& e) {
     return invalidInput(fmt::format("{} could not be parsed: {}", what, e.what()));
   }
@@ -88,8 +88,7 @@ Result<std::optional<std::string>> getString(const Json& obj, std::string_view k
   return std::optional<std::string>{v->get<std::string>()};
 }
 
-Result<std::optional<bool>> getBool(const Json& obj, std::string_view key,
-                                    std::string_view field) {
+Result<std::optional<bool>> getBool(const Json& obj, std::string_view key, std::string_view field) {
   const Json* v = findMember(obj, key);
   if (v == nullptr || v->is_null()) {
     return std::optional<bool>{};
@@ -116,8 +115,8 @@ Result<std::optional<uint64_t>> getUint(const Json& obj, std::string_view key,
   return typeError(field, fmt::format("an integer 0..{}", max), *v);
 }
 
-Result<std::optional<int64_t>> getInt(const Json& obj, std::string_view key,
-                                      std::string_view field, int64_t min, int64_t max) {
+Result<std::optional<int64_t>> getInt(const Json& obj, std::string_view key, std::string_view field,
+                                      int64_t min, int64_t max) {
   const Json* v = findMember(obj, key);
   if (v == nullptr || v->is_null()) {
     return std::optional<int64_t>{};

@@ -38,7 +38,7 @@ Result<std::optional<bool>> getBool(const Json& obj, std::string_view key, std::
 Result<std::optional<uint64_t>> getUint(const Json& obj, std::string_view key,
                                         std::string_view field, uint64_t max);
 // Signed integer in [min, max].
-Result<std::optional<int64_t>> getInt(const Json& obj, std::string_view key,
-                                      std::string_view field, int64_t min, int64_t max);
+Result<std::optional<int64_t>> getInt(const Json& obj, std::string_view key, std::string_view field,
+                                      int64_t min, int64_t max);
 
 }  // namespace flannel

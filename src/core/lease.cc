@@ -1,7 +1,7 @@
 #include "core/lease.h"
 
-#include <charconv>
 #include <fmt/format.h>
+#include <charconv>
 
 #include "core/json_util.h"
 #include "core/strings.h"
@@ -62,8 +62,8 @@ Result<SubnetKey> parseSubnetKeyName(std::string_view key) noexcept {
       v4_part = name.substr(0, amp);
       v6_part = name.substr(amp + 1);
       if (v6_part.empty()) {
-        return invalidInput(fmt::format("subnet key {}: empty IPv6 part after '&'",
-                                        quoteForMessage(key)));
+        return invalidInput(
+            fmt::format("subnet key {}: empty IPv6 part after '&'", quoteForMessage(key)));
       }
     }
     auto v4 = parseKeyPart(v4_part, Family::V4, key);

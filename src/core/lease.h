@@ -31,11 +31,11 @@ inline constexpr std::string_view kBackendV6Data = "BackendV6Data";
 }  // namespace lease_key
 
 struct LeaseAttrs {
-  Ip4 public_ip{};                    // 0.0.0.0 when the host has no IPv4
-  std::optional<Ip6> public_ipv6{};   // JSON null when absent
-  std::string backend_type{};         // "" = omitted (udp, alloc, cloud backends)
-  std::string backend_data{};         // compact JSON text; "" = omitted
-  std::string backend_v6_data{};      // compact JSON text; "" = omitted
+  Ip4 public_ip{};                   // 0.0.0.0 when the host has no IPv4
+  std::optional<Ip6> public_ipv6{};  // JSON null when absent
+  std::string backend_type{};        // "" = omitted (udp, alloc, cloud backends)
+  std::string backend_data{};        // compact JSON text; "" = omitted
+  std::string backend_v6_data{};     // compact JSON text; "" = omitted
 
   friend bool operator==(const LeaseAttrs&, const LeaseAttrs&) = default;
 };

@@ -30,9 +30,8 @@ Result<std::optional<IpNet>> getNet(const Json& obj, std::string_view name, Fami
   }
   if (net->family() != family) {
     return fieldError(name, **s,
-                      family == Family::V4
-                          ? "is an IPv6 prefix; put IPv6 networks in IPv6Network"
-                          : "is an IPv4 prefix; put IPv4 networks in Network");
+                      family == Family::V4 ? "is an IPv6 prefix; put IPv6 networks in IPv6Network"
+                                           : "is an IPv4 prefix; put IPv4 networks in Network");
   }
   return std::optional<IpNet>{*net};
 }
@@ -44,8 +43,8 @@ Result<std::vector<IpNet>> getNetList(const Json& obj, std::string_view name, Fa
     return out;
   }
   if (!v->is_array()) {
-    return invalidInput(fmt::format("field {}: expected an array of CIDR strings, got {}", name,
-                                    jsonTypeName(*v)));
+    return invalidInput(
+        fmt::format("field {}: expected an array of CIDR strings, got {}", name, jsonTypeName(*v)));
   }
   for (size_t i = 0; i < v->size(); ++i) {
     const Json& item = (*v)[i];
@@ -60,8 +59,8 @@ Result<std::vector<IpNet>> getNetList(const Json& obj, std::string_view name, Fa
       return invalidInput(fmt::format("field {}: {}", field, net.error().message));
     }
     if (net->family() != family) {
-      return fieldError(field, text, family == Family::V4 ? "is not an IPv4 prefix"
-                                                          : "is not an IPv6 prefix");
+      return fieldError(field, text,
+                        family == Family::V4 ? "is not an IPv4 prefix" : "is not an IPv6 prefix");
     }
     out.push_back(*net);
   }
@@ -94,17 +93,23 @@ struct FamilyRules {
   std::string_view len_field;
   std::string_view min_field;
   std::string_view max_field;
-  uint8_t max_subnet_len;      // 30 / 126
-  uint8_t max_derive_prefix;   // 28 / 124: a smaller network cannot hold four subnets
-  uint8_t default_len_below;   // 22 / 62: networks at least this big get default subnets
-  uint8_t default_len;         // 24 / 64
+  uint8_t max_subnet_len;     // 30 / 126
+  uint8_t max_derive_prefix;  // 28 / 124: a smaller network cannot hold four subnets
+  uint8_t default_len_below;  // 22 / 62: networks at least this big get default subnets
+  uint8_t default_len;        // 24 / 64
 };
 
-constexpr FamilyRules kV4Rules{Family::V4, key::kNetwork,   key::kSubnetLen, key::kSubnetMin,
-                               key::kSubnetMax, 30, 28, 22, 24};
-constexpr FamilyRules kV6Rules{Family::V6,          key::kIPv6Network,   key::kIPv6SubnetLen,
-                               key::kIPv6SubnetMin, key::kIPv6SubnetMax, 126,
-                               124,                 62,                  64};
+constexpr FamilyRules kV4Rules{
+    Family::V4, key::kNetwork, key::kSubnetLen, key::kSubnetMin, key::kSubnetMax, 30, 28, 22, 24};
+constexpr FamilyRules kV6Rules{Family::V6,
+                               key::kIPv6Network,
+                               key::kIPv6SubnetLen,
+                               key::kIPv6SubnetMin,
+                               key::kIPv6SubnetMax,
+                               126,
+                               124,
+                               62,
+                               64};
 
 struct FamilyRange {
   uint8_t subnet_len;
@@ -116,9 +121,9 @@ Result<FamilyRange> validateFamily(const FamilyRules& r, const std::optional<IpN
                                    uint8_t subnet_len, std::optional<IpAddr> min,
                                    std::optional<IpAddr> max) {
   if (!network || network->prefix() == 0) {
-    return invalidInput(fmt::format(
-        "field {}: missing{} (it names the cluster network the node subnets come from)",
-        r.network_field, network ? " (a /0 network is not allowed)" : ""));
+    return invalidInput(
+        fmt::format("field {}: missing{} (it names the cluster network the node subnets come from)",
+                    r.network_field, network ? " (a /0 network is not allowed)" : ""));
   }
   const IpNet& net = *network;
   if (subnet_len != 0) {
@@ -127,9 +132,9 @@ Result<FamilyRange> validateFamily(const FamilyRules& r, const std::optional<IpN
                                       r.max_subnet_len));
     }
     if (subnet_len < net.prefix() + 2) {
-      return invalidInput(fmt::format(
-          "field {}: /{} leaves room for fewer than 4 subnets in {} (use at least /{})",
-          r.len_field, subnet_len, net.toString(), net.prefix() + 2));
+      return invalidInput(
+          fmt::format("field {}: /{} leaves room for fewer than 4 subnets in {} (use at least /{})",
+                      r.len_field, subnet_len, net.toString(), net.prefix() + 2));
     }
   } else if (net.prefix() > r.max_derive_prefix) {
     return invalidInput(fmt::format(
@@ -151,14 +156,15 @@ Result<FamilyRange> validateFamily(const FamilyRules& r, const std::optional<IpN
                                       r.network_field, net.toString()));
     }
     if (IpNet::masked(ip, subnet_len).addr() != ip) {
-      return invalidInput(fmt::format("field {}: {} is not aligned to the subnet length /{}",
-                                      field, ip.toString(), subnet_len));
+      return invalidInput(fmt::format("field {}: {} is not aligned to the subnet length /{}", field,
+                                      ip.toString(), subnet_len));
     }
   }
   if (hi < lo) {
-    return invalidInput(fmt::format("field {}: {} is greater than {} {}; no subnet could ever be "
-                                    "allocated",
-                                    r.min_field, lo.toString(), r.max_field, hi.toString()));
+    return invalidInput(
+        fmt::format("field {}: {} is greater than {} {}; no subnet could ever be "
+                    "allocated",
+                    r.min_field, lo.toString(), r.max_field, hi.toString()));
   }
   return FamilyRange{subnet_len, lo, hi};
 }

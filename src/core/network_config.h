@@ -48,8 +48,8 @@ struct NetworkConfig {
   bool enable_ipv6 = false;
   bool enable_nftables = false;
 
-  std::optional<IpNet> network{};  // IPv4 (host bits masked, as flannel does)
-  uint8_t subnet_len = 0;        // 0 = derive
+  std::optional<IpNet> network{};   // IPv4 (host bits masked, as flannel does)
+  uint8_t subnet_len = 0;           // 0 = derive
   std::optional<Ip4> subnet_min{};  // nullopt (or 0.0.0.0 in the JSON) = derive
   std::optional<Ip4> subnet_max{};
 
@@ -63,8 +63,8 @@ struct NetworkConfig {
   std::vector<IpNet> networks{};
   std::vector<IpNet> ipv6_networks{};
 
-  std::string backend_type{};  // lower-cased Backend.Type; "udp" when Backend is absent
-  bool backend_defaulted = false;  // true when Backend was absent (the daemon warns)
+  std::string backend_type{};       // lower-cased Backend.Type; "udp" when Backend is absent
+  bool backend_defaulted = false;   // true when Backend was absent (the daemon warns)
   std::string backend_json = "{}";  // the Backend object, compact JSON
 
   // The prefix used for masquerade/forward rules: Networks[0] when given, else Network.

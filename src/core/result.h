@@ -22,6 +22,8 @@ Result<T> withContext(Result<T> r, std::string_view ctx) {
   return r.error().context(ctx);
 }
 
-inline Result<void> ok() { return {}; }
+inline Result<void> ok() {
+  return {};
+}
 
 }  // namespace flannel

@@ -4,11 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <fmt/format.h>
 
 #include "core/strings.h"
 
@@ -51,8 +51,8 @@ Result<IpNet> parseNetValue(std::string_view name, std::string_view value, Famil
     return invalidInput(fmt::format("{}: {}", name, net.error().message));
   }
   if (net->family() != family) {
-    return invalidInput(fmt::format("{}={}: not an {} prefix", name, quoteForMessage(value),
-                                    familyName(family)));
+    return invalidInput(
+        fmt::format("{}={}: not an {} prefix", name, quoteForMessage(value), familyName(family)));
   }
   return *net;
 }
@@ -105,8 +105,8 @@ Result<SubnetEnv> parseSubnetEnv(std::string_view text) noexcept {
       }
       auto eq = line.find('=');
       if (eq == std::string_view::npos) {
-        return invalidInput(fmt::format("subnet.env line {}: {} is not KEY=VALUE", line_no,
-                                        quoteForMessage(line)));
+        return invalidInput(
+            fmt::format("subnet.env line {}: {} is not KEY=VALUE", line_no, quoteForMessage(line)));
       }
       std::string_view name = trimSpace(line.substr(0, eq));
       std::string_view value = unquote(line.substr(eq + 1));
@@ -126,8 +126,7 @@ Result<SubnetEnv> parseSubnetEnv(std::string_view text) noexcept {
       } else if (name == key::kMtu) {
         uint32_t mtu = 0;
         auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), mtu);
-        if (value.empty() || ec != std::errc() || ptr != value.data() + value.size() ||
-            mtu == 0) {
+        if (value.empty() || ec != std::errc() || ptr != value.data() + value.size() || mtu == 0) {
           return invalidInput(fmt::format("{}: {}={} is not a positive integer", ctx, name,
                                           quoteForMessage(value)));
         }
@@ -237,7 +236,8 @@ Result<SubnetEnv> readSubnetEnv(const std::string& path) noexcept {
     text.append(buf, static_cast<size_t>(n));
     if (text.size() > kMaxSize) {
       ::close(fd);
-      return invalidInput(fmt::format("{}: larger than {} bytes; not a subnet.env", path, kMaxSize));
+      return invalidInput(
+          fmt::format("{}: larger than {} bytes; not a subnet.env", path, kMaxSize));
     }
   }
   ::close(fd);

@@ -5,7 +5,9 @@
 namespace flannel {
 namespace {
 
-IpNet net(const char* s) { return IpNet::parse(s).value(); }
+IpNet net(const char* s) {
+  return IpNet::parse(s).value();
+}
 
 TEST(IpNet, StrictParseRejectsHostBitsAndNamesTheFix) {
   auto r = IpNet::parse("10.5.3.4/16");

@@ -47,11 +47,12 @@ TEST(Ip6, FormatsLikeGo) {
     const char* in;
     const char* out;
   };
-  for (auto c : {Case{"fd55:0:0:36::", "fd55:0:0:36::"}, Case{"FD55:0000:0000:0036:0:0:0:0", "fd55:0:0:36::"},
-                 Case{"::", "::"}, Case{"::1", "::1"}, Case{"fd55::", "fd55::"},
-                 Case{"2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"},  // first of equal runs
+  for (auto c : {Case{"fd55:0:0:36::", "fd55:0:0:36::"},
+                 Case{"FD55:0000:0000:0036:0:0:0:0", "fd55:0:0:36::"}, Case{"::", "::"},
+                 Case{"::1", "::1"}, Case{"fd55::", "fd55::"},
+                 Case{"2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"},     // first of equal runs
                  Case{"2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"},  // single 0 not compressed
-                 Case{"1:0:0:2:0:0:0:3", "1:0:0:2::3"},                  // longest run wins
+                 Case{"1:0:0:2:0:0:0:3", "1:0:0:2::3"},                 // longest run wins
                  Case{"fe80::1", "fe80::1"}, Case{"::ffff:10.1.2.3", "::ffff:10.1.2.3"}}) {
     auto ip = Ip6::parse(c.in);
     ASSERT_TRUE(ip) << c.in;

@@ -42,10 +42,12 @@ TEST(LeaseJson, DecodedFields) {
 TEST(LeaseJson, EncodesFromValues) {
   LeaseAttrs a{.public_ip = Ip4::fromBytes(192, 168, 91, 12), .backend_type = "host-gw"};
   EXPECT_EQ(encodeLeaseAttrs(a), kHostGw);
-  LeaseAttrs v6only{.public_ipv6 = Ip6::parse("fd91::12").value(), .backend_type = "vxlan",
+  LeaseAttrs v6only{.public_ipv6 = Ip6::parse("fd91::12").value(),
+                    .backend_type = "vxlan",
                     .backend_v6_data = R"({"VNI":1,"VtepMAC":"0a:0b:0c:0d:0e:0f"})"};
-  EXPECT_EQ(encodeLeaseAttrs(v6only),
-            R"({"PublicIP":"0.0.0.0","PublicIPv6":"fd91::12","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"0a:0b:0c:0d:0e:0f"}})");
+  EXPECT_EQ(
+      encodeLeaseAttrs(v6only),
+      R"({"PublicIP":"0.0.0.0","PublicIPv6":"fd91::12","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"0a:0b:0c:0d:0e:0f"}})");
 }
 
 TEST(LeaseJson, GoDecodingRules) {
@@ -94,8 +96,8 @@ TEST(SubnetKey, FormatsLikeGoFlannel) {
 }
 
 TEST(SubnetKey, ParsesFullKeysAndNames) {
-  for (const char* name : {"10.5.92.0-24", "10.5.73.0-24&fd55:0:0:36::-64",
-                           "0.0.0.0-0&fd55:0:0:37::-64"}) {
+  for (const char* name :
+       {"10.5.92.0-24", "10.5.73.0-24&fd55:0:0:36::-64", "0.0.0.0-0&fd55:0:0:37::-64"}) {
     auto k = parseSubnetKeyName(std::string("/coreos.com/network/subnets/") + name);
     ASSERT_TRUE(k) << name << ": " << k.error().message;
     EXPECT_EQ(subnetKeyName(*k), name);
@@ -107,11 +109,11 @@ TEST(SubnetKey, ParsesFullKeysAndNames) {
 }
 
 TEST(SubnetKey, RejectsRogueKeys) {
-  for (const char* bad : {"", "/coreos.com/network/subnets/", "10.5.92.0", "10.5.92.0-",
-                          "10.5.92.0-33", "10.5.92.1-24", "10.5.92.0-24&", "10.5.92.0-24&fd55::1-64",
-                          "0.0.0.0-0", "10.0.0.0-0", "10.5.92.0-24&10.1.0.0-16", "fd55::-64",
-                          "10.5.92.0-24&fd55::-0", "x10.5.92.0-24", "10.5.92.0-24x",
-                          "10.5.92.0-+24", "10.5.92.0-024"}) {
+  for (const char* bad :
+       {"", "/coreos.com/network/subnets/", "10.5.92.0", "10.5.92.0-", "10.5.92.0-33",
+        "10.5.92.1-24", "10.5.92.0-24&", "10.5.92.0-24&fd55::1-64", "0.0.0.0-0", "10.0.0.0-0",
+        "10.5.92.0-24&10.1.0.0-16", "fd55::-64", "10.5.92.0-24&fd55::-0", "x10.5.92.0-24",
+        "10.5.92.0-24x", "10.5.92.0-+24", "10.5.92.0-024"}) {
     auto k = parseSubnetKeyName(bad);
     EXPECT_FALSE(k) << bad;
     if (!k) {

@@ -3,10 +3,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 namespace flannel {
@@ -14,7 +14,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-IpNet net(const char* s) { return IpNet::parse(s).value(); }
+IpNet net(const char* s) {
+  return IpNet::parse(s).value();
+}
 
 TEST(SubnetEnvRender, DualStackMatchesGoFlannelFile) {
   // The verified dual-stack file of SPEC.md §7.1.
@@ -34,22 +36,27 @@ TEST(SubnetEnvRender, DualStackMatchesGoFlannelFile) {
 }
 
 TEST(SubnetEnvRender, IPv4OnlyAndIPv6OnlyVariants) {
-  SubnetEnv v4{.network = net("10.5.0.0/16"), .subnet = net("10.5.92.0/24"), .mtu = 1500,
-               .ipmasq = false};
+  SubnetEnv v4{
+      .network = net("10.5.0.0/16"), .subnet = net("10.5.92.0/24"), .mtu = 1500, .ipmasq = false};
   EXPECT_EQ(renderSubnetEnv(v4),
             "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.92.1/24\nFLANNEL_MTU=1500\n"
             "FLANNEL_IPMASQ=false\n");
-  SubnetEnv v6{.ipv6_network = net("fd55::/48"), .ipv6_subnet = net("fd55:0:0:37::/64"),
-               .mtu = 1450, .ipmasq = false};
+  SubnetEnv v6{.ipv6_network = net("fd55::/48"),
+               .ipv6_subnet = net("fd55:0:0:37::/64"),
+               .mtu = 1450,
+               .ipmasq = false};
   EXPECT_EQ(renderSubnetEnv(v6),
             "FLANNEL_IPV6_NETWORK=fd55::/48\nFLANNEL_IPV6_SUBNET=fd55:0:0:37::1/64\n"
             "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n");
 }
 
 TEST(SubnetEnvParse, RoundTripsAndMasksHostBits) {
-  SubnetEnv env{.network = net("10.5.0.0/16"), .subnet = net("10.5.73.0/24"),
-                .ipv6_network = net("fd55::/48"), .ipv6_subnet = net("fd55:0:0:36::/64"),
-                .mtu = 1450, .ipmasq = true};
+  SubnetEnv env{.network = net("10.5.0.0/16"),
+                .subnet = net("10.5.73.0/24"),
+                .ipv6_network = net("fd55::/48"),
+                .ipv6_subnet = net("fd55:0:0:36::/64"),
+                .mtu = 1450,
+                .ipmasq = true};
   auto back = parseSubnetEnv(renderSubnetEnv(env));
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(*back, env);
@@ -59,7 +66,8 @@ TEST(SubnetEnvParse, RoundTripsAndMasksHostBits) {
 TEST(SubnetEnvParse, ToleratesDotenvSyntax) {
   auto env = parseSubnetEnv(
       "# written by hand\n\nexport FLANNEL_SUBNET=\"10.5.92.1/24\"\r\n"
-      "FLANNEL_MTU='1450'\nFLANNEL_IPMASQ=true # masq on\nOTHER=whatever\n  FLANNEL_NETWORK = 10.5.0.0/16");
+      "FLANNEL_MTU='1450'\nFLANNEL_IPMASQ=true # masq on\nOTHER=whatever\n  FLANNEL_NETWORK = "
+      "10.5.0.0/16");
   ASSERT_TRUE(env) << env.error().message;
   EXPECT_EQ(env->subnet->toString(), "10.5.92.0/24");
   EXPECT_EQ(env->network->toString(), "10.5.0.0/16");
@@ -73,14 +81,15 @@ TEST(SubnetEnvParse, BadValuesNameTheKeyAndLine) {
     const char* text;
     const char* expected;
   };
-  for (auto c : {Case{"FLANNEL_SUBNET=10.5.92.1", "line 1: FLANNEL_SUBNET: \"10.5.92.1\" is not a CIDR"},
-                 Case{"\nFLANNEL_SUBNET=fd55::1/64", "line 2: FLANNEL_SUBNET=\"fd55::1/64\": not an IPv4"},
-                 Case{"FLANNEL_IPV6_SUBNET=10.0.0.1/24", "not an IPv6 prefix"},
-                 Case{"FLANNEL_SUBNET=10.5.1.1/24,10.5.2.1/24", "holds several values"},
-                 Case{"FLANNEL_MTU=abc", "FLANNEL_MTU=\"abc\" is not a positive integer"},
-                 Case{"FLANNEL_MTU=0", "is not a positive integer"},
-                 Case{"FLANNEL_IPMASQ=yes", "FLANNEL_IPMASQ=\"yes\" is neither true nor false"},
-                 Case{"garbage line", "line 1: \"garbage line\" is not KEY=VALUE"}}) {
+  for (auto c :
+       {Case{"FLANNEL_SUBNET=10.5.92.1", "line 1: FLANNEL_SUBNET: \"10.5.92.1\" is not a CIDR"},
+        Case{"\nFLANNEL_SUBNET=fd55::1/64", "line 2: FLANNEL_SUBNET=\"fd55::1/64\": not an IPv4"},
+        Case{"FLANNEL_IPV6_SUBNET=10.0.0.1/24", "not an IPv6 prefix"},
+        Case{"FLANNEL_SUBNET=10.5.1.1/24,10.5.2.1/24", "holds several values"},
+        Case{"FLANNEL_MTU=abc", "FLANNEL_MTU=\"abc\" is not a positive integer"},
+        Case{"FLANNEL_MTU=0", "is not a positive integer"},
+        Case{"FLANNEL_IPMASQ=yes", "FLANNEL_IPMASQ=\"yes\" is neither true nor false"},
+        Case{"garbage line", "line 1: \"garbage line\" is not KEY=VALUE"}}) {
     auto env = parseSubnetEnv(c.text);
     ASSERT_FALSE(env) << c.text;
     EXPECT_THAT(env.error().message, HasSubstr(c.expected)) << c.text;
@@ -100,13 +109,13 @@ class SubnetEnvFile : public ::testing::Test {
 
 TEST_F(SubnetEnvFile, WritesAtomicallyWithMode0644WhateverTheUmask) {
   auto path = (dir_ / "run" / "flannel" / "subnet.env").string();
-  SubnetEnv env{.network = net("10.5.0.0/16"), .subnet = net("10.5.92.0/24"), .mtu = 1450,
-                .ipmasq = false};
+  SubnetEnv env{
+      .network = net("10.5.0.0/16"), .subnet = net("10.5.92.0/24"), .mtu = 1450, .ipmasq = false};
   mode_t old = ::umask(0077);
   auto r = writeSubnetEnv(path, env);
   ::umask(old);
   ASSERT_TRUE(r) << r.error().message;
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0644u);
   std::ifstream in(path);
