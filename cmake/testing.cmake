@@ -1,5 +1,9 @@
 # flannel_add_test(<name> SOURCES ... [LIBS ...] [LABELS ...] [SERIAL] [TIMEOUT s])
 # One GoogleTest executable; every TEST() becomes a CTest test carrying LABELS.
+#
+# The properties are applied at ctest time from the discovered TEST_LIST (GoogleTest's documented
+# hook), because gtest_discover_tests(PROPERTIES ...) flattens list values: a second label and
+# every property after it would be lost.
 include(GoogleTest)
 function(flannel_add_test name)
   cmake_parse_arguments(T "SERIAL" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
@@ -8,9 +12,17 @@ function(flannel_add_test name)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
-  set(props LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 30
+    TEST_LIST ${name}_TESTS)
+  set(serial FALSE)
   if(T_SERIAL)
-    list(APPEND props RUN_SERIAL TRUE)
+    set(serial TRUE)
   endif()
-  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 30 PROPERTIES ${props})
+  set(props "${CMAKE_CURRENT_BINARY_DIR}/${name}_properties.cmake")
+  file(WRITE "${props}"
+    "if(${name}_TESTS)\n"
+    "  set_tests_properties(\${${name}_TESTS} PROPERTIES\n"
+    "    LABELS \"${T_LABELS}\" TIMEOUT ${T_TIMEOUT} RUN_SERIAL ${serial})\n"
+    "endif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${props}")
 endfunction()

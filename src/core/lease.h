@@ -54,8 +54,11 @@ using SystemTime = std::chrono::system_clock::time_point;
 struct Lease {
   SubnetKey subnet{};
   LeaseAttrs attrs{};
-  // nullopt = no TTL: a reservation (SPEC.md §3.7), never renewed or handed to another host.
+  // When the lease runs out, if known (our own lease after acquire/renew). nullopt for peers'
+  // leases listed without a TTL lookup, and for reservations.
   std::optional<SystemTime> expiration{};
+  // A key without TTL (SPEC.md §3.7): never expires, never renewed, never handed to another host.
+  bool reservation = false;
 
   friend bool operator==(const Lease&, const Lease&) = default;
 };
