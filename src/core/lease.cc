@@ -19,18 +19,25 @@ Result<IpNet> parseKeyPart(std::string_view part, Family family, std::string_vie
   auto dash = part.rfind('-');
   if (dash == std::string_view::npos) {
     return invalidInput(fmt::format("subnet key {}: {} lacks \"-<prefix length>\"",
-                                    quoteForMessage(key), quoteForMessage(part)));
+                                    quoteForMessage(key, 512), quoteForMessage(part)));
+  }
+  auto addr = IpAddr::parse(part.substr(0, dash));
+  if (!addr) {
+    return invalidInput(fmt::format("subnet key {}: {} is not <address>-<prefix length>: {}",
+                                    quoteForMessage(key, 512), quoteForMessage(part),
+                                    addr.error().message));
   }
   std::string cidr(part);
   cidr[dash] = '/';
   auto net = IpNet::parse(cidr);
   if (!net) {
     return invalidInput(
-        fmt::format("subnet key {}: {}", quoteForMessage(key), net.error().message));
+        fmt::format("subnet key {}: {}", quoteForMessage(key, 512), net.error().message));
   }
   if (net->family() != family) {
-    return invalidInput(fmt::format("subnet key {}: {} is not an {} prefix", quoteForMessage(key),
-                                    quoteForMessage(part), familyName(family)));
+    return invalidInput(fmt::format("subnet key {}: {} is not an {} prefix",
+                                    quoteForMessage(key, 512), quoteForMessage(part),
+                                    familyName(family)));
   }
   return *net;
 }
@@ -54,7 +61,7 @@ Result<SubnetKey> parseSubnetKeyName(std::string_view key) noexcept {
       name = name.substr(slash + 1);
     }
     if (name.empty()) {
-      return invalidInput(fmt::format("subnet key {}: empty name", quoteForMessage(key)));
+      return invalidInput(fmt::format("subnet key {}: empty name", quoteForMessage(key, 512)));
     }
     std::string_view v4_part = name;
     std::string_view v6_part;
@@ -63,7 +70,7 @@ Result<SubnetKey> parseSubnetKeyName(std::string_view key) noexcept {
       v6_part = name.substr(amp + 1);
       if (v6_part.empty()) {
         return invalidInput(
-            fmt::format("subnet key {}: empty IPv6 part after '&'", quoteForMessage(key)));
+            fmt::format("subnet key {}: empty IPv6 part after '&'", quoteForMessage(key, 512)));
       }
     }
     auto v4 = parseKeyPart(v4_part, Family::V4, key);
@@ -76,7 +83,7 @@ Result<SubnetKey> parseSubnetKeyName(std::string_view key) noexcept {
     } else if (!v4->addr().v4().isUnspecified() || v6_part.empty()) {
       return invalidInput(fmt::format(
           "subnet key {}: a /0 IPv4 part is only valid as \"0.0.0.0-0\" with an IPv6 part",
-          quoteForMessage(key)));
+          quoteForMessage(key, 512)));
     }
     if (!v6_part.empty()) {
       auto v6 = parseKeyPart(v6_part, Family::V6, key);
@@ -85,13 +92,13 @@ Result<SubnetKey> parseSubnetKeyName(std::string_view key) noexcept {
       }
       if (v6->prefix() == 0) {
         return invalidInput(
-            fmt::format("subnet key {}: the IPv6 prefix length is 0", quoteForMessage(key)));
+            fmt::format("subnet key {}: the IPv6 prefix length is 0", quoteForMessage(key, 512)));
       }
       out.ipv6 = *v6;
     }
     return out;
   } catch (const std::exception& e) {
-    return invalidInput(fmt::format("subnet key {}: {}", quoteForMessage(key), e.what()));
+    return invalidInput(fmt::format("subnet key {}: {}", quoteForMessage(key, 512), e.what()));
   }
 }
 

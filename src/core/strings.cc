@@ -4,8 +4,8 @@
 
 namespace flannel {
 
-std::string quoteForMessage(std::string_view text) {
-  constexpr size_t kMax = 64;
+std::string quoteForMessage(std::string_view text, size_t max) {
+  const size_t kMax = max;
   std::string out = "\"";
   for (char c : text.substr(0, kMax)) {
     auto u = static_cast<unsigned char>(c);

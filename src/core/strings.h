@@ -7,8 +7,8 @@
 namespace flannel {
 
 // `text` in double quotes for an error message: control and non-ASCII bytes escaped as \xNN,
-// cut after 64 characters with "...", so hostile input cannot garble a log line.
-std::string quoteForMessage(std::string_view text);
+// cut after `max` characters with "...", so hostile input cannot garble a log line.
+std::string quoteForMessage(std::string_view text, size_t max = 64);
 
 // ASCII lower-case copy.
 std::string asciiLower(std::string_view text);

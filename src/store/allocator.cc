@@ -1,7 +1,7 @@
 #include "store/allocator.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 
 namespace flannel::store {
 
@@ -31,8 +31,8 @@ bool subnetFitsConfig(const SubnetKey& key, const NetworkConfig& c) {
   if (!c.enable_ipv4 && key.ipv4) {
     return false;
   }
-  if (c.enable_ipv6 && !fits(key.ipv6, true, c.ipv6_network, c.ipv6_subnet_len,
-                             *c.ipv6_subnet_min, *c.ipv6_subnet_max)) {
+  if (c.enable_ipv6 && !fits(key.ipv6, true, c.ipv6_network, c.ipv6_subnet_len, *c.ipv6_subnet_min,
+                             *c.ipv6_subnet_max)) {
     return false;
   }
   if (!c.enable_ipv6 && key.ipv6) {
@@ -101,11 +101,14 @@ std::vector<IpNet> freeCandidates(const IpAddr& min, const IpAddr& max, uint8_t 
   return out;
 }
 
-Result<SubnetKey> allocateSubnet(const NetworkConfig& c, const std::vector<SubnetKey>& taken,
-                                 const std::function<size_t(size_t)>& pick) {
-  SubnetKey out;
-  auto draw = [&](Family family, const IpAddr& min, const IpAddr& max,
-                  uint8_t len) -> Result<IpNet> {
+Result<std::vector<SubnetKey>> candidateSubnets(const NetworkConfig& c,
+                                                const std::vector<SubnetKey>& taken,
+                                                const std::function<size_t(size_t)>& pick) {
+  auto draw = [&](Family family, const std::optional<IpAddr>& min, const std::optional<IpAddr>& max,
+                  uint8_t len) -> Result<std::vector<IpNet>> {
+    if (!min || !max) {
+      return makeError(Errc::Internal, "subnet allocation needs a validated config");
+    }
     std::vector<IpNet> used;
     used.reserve(taken.size());
     for (const auto& k : taken) {
@@ -114,38 +117,69 @@ Result<SubnetKey> allocateSubnet(const NetworkConfig& c, const std::vector<Subne
         used.push_back(*n);
       }
     }
-    auto candidates = freeCandidates(min, max, len, used);
+    auto candidates = freeCandidates(*min, *max, len, used);
     if (candidates.empty()) {
-      return makeError(Errc::Conflict,
-                       fmt::format("network is full: no free /{} {} subnet between {} and {} "
-                                   "({} subnets are leased or reserved)",
-                                   len, familyName(family), min.toString(), max.toString(),
-                                   used.size()));
+      return makeError(
+          Errc::Conflict,
+          fmt::format("network is full: no free /{} {} subnet between {} and {} "
+                      "({} subnets are leased or reserved)",
+                      len, familyName(family), min->toString(), max->toString(), used.size()));
     }
-    size_t i = pick(candidates.size());
-    return candidates[i < candidates.size() ? i : 0];
+    for (size_t i = candidates.size() - 1; i > 0; --i) {
+      size_t j = pick(i + 1);
+      std::swap(candidates[i], candidates[j < i + 1 ? j : i]);
+    }
+    return candidates;
   };
+  std::vector<IpNet> v4;
+  std::vector<IpNet> v6;
   if (c.enable_ipv4) {
-    if (!c.subnet_min || !c.subnet_max) {
-      return makeError(Errc::Internal, "allocateSubnet needs a validated config");
+    std::optional<IpAddr> min;
+    std::optional<IpAddr> max;
+    if (c.subnet_min && c.subnet_max) {
+      min = *c.subnet_min;
+      max = *c.subnet_max;
     }
-    auto n = draw(Family::V4, *c.subnet_min, *c.subnet_max, c.subnet_len);
-    if (!n) {
-      return n.error();
+    auto r = draw(Family::V4, min, max, c.subnet_len);
+    if (!r) {
+      return r.error();
     }
-    out.ipv4 = *n;
+    v4 = std::move(*r);
   }
   if (c.enable_ipv6) {
-    if (!c.ipv6_subnet_min || !c.ipv6_subnet_max) {
-      return makeError(Errc::Internal, "allocateSubnet needs a validated config");
+    std::optional<IpAddr> min;
+    std::optional<IpAddr> max;
+    if (c.ipv6_subnet_min && c.ipv6_subnet_max) {
+      min = *c.ipv6_subnet_min;
+      max = *c.ipv6_subnet_max;
     }
-    auto n = draw(Family::V6, *c.ipv6_subnet_min, *c.ipv6_subnet_max, c.ipv6_subnet_len);
-    if (!n) {
-      return n.error();
+    auto r = draw(Family::V6, min, max, c.ipv6_subnet_len);
+    if (!r) {
+      return r.error();
     }
-    out.ipv6 = *n;
+    v6 = std::move(*r);
+  }
+  size_t n = c.enable_ipv4 && c.enable_ipv6 ? std::min(v4.size(), v6.size())
+                                            : std::max(v4.size(), v6.size());
+  std::vector<SubnetKey> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (c.enable_ipv4) {
+      out[i].ipv4 = v4[i];
+    }
+    if (c.enable_ipv6) {
+      out[i].ipv6 = v6[i];
+    }
   }
   return out;
+}
+
+Result<SubnetKey> allocateSubnet(const NetworkConfig& c, const std::vector<SubnetKey>& taken,
+                                 const std::function<size_t(size_t)>& pick) {
+  auto all = candidateSubnets(c, taken, pick);
+  if (!all) {
+    return all.error();
+  }
+  return all->front();
 }
 
 }  // namespace flannel::store

@@ -25,8 +25,18 @@ bool subnetFitsConfig(const SubnetKey& key, const NetworkConfig& config);
 std::vector<IpNet> freeCandidates(const IpAddr& min, const IpAddr& max, uint8_t len,
                                   const std::vector<IpNet>& taken, size_t limit = kMaxCandidates);
 
-// Draws a free subnet for each enabled family. `pick(n)` returns an index in [0, n).
-// Errc::Conflict "network is full" naming the family and range when a family has no free subnet.
+// Up to kMaxCandidates free subnet keys in a random order (`pick(n)` in [0, n) drives a
+// Fisher-Yates shuffle), each with one subnet per enabled family. Trying them in this order
+// after a lost creation race needs no re-listing: every attempt either wins or learns that one
+// more subnet is taken. Errc::Conflict "network is full" (naming the family and range) when a
+// family has no free subnet.
+Result<std::vector<SubnetKey>> candidateSubnets(const NetworkConfig& config,
+                                                const std::vector<SubnetKey>& taken,
+                                                const std::function<size_t(size_t)>& pick);
+
+// Draws a free subnet for each enabled family (the first of candidateSubnets). `pick(n)` returns an
+// index in [0, n). Errc::Conflict "network is full" naming the family and range when a family has
+// no free subnet.
 Result<SubnetKey> allocateSubnet(const NetworkConfig& config, const std::vector<SubnetKey>& taken,
                                  const std::function<size_t(size_t)>& pick);
 

@@ -59,8 +59,8 @@ struct LeaseBatch {
 };
 
 struct AcquireRequest {
-  LeaseAttrs attrs{};                       // what we publish (PublicIP, backend data)
-  std::optional<IpNet> previous_subnet{};   // FLANNEL_SUBNET of the old subnet.env
+  LeaseAttrs attrs{};                      // what we publish (PublicIP, backend data)
+  std::optional<IpNet> previous_subnet{};  // FLANNEL_SUBNET of the old subnet.env
   std::optional<IpNet> previous_ipv6_subnet{};
 };
 

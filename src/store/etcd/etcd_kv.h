@@ -30,17 +30,17 @@
 namespace flannel::store::etcd {
 
 struct EtcdOptions {
-  std::vector<std::string> endpoints;  // URLs, e.g. "http://127.0.0.1:2379"
+  std::vector<std::string> endpoints{};  // URLs, e.g. "http://127.0.0.1:2379"
   // TLS is used for https endpoints; client certificate only when both files are given.
-  http::TlsFiles tls;
-  std::string username;  // empty = no authentication
-  std::string password;
+  http::TlsFiles tls{};
+  std::string username{};  // empty = no authentication
+  std::string password{};
   std::chrono::milliseconds request_timeout{5000};
 };
 
 struct KeyValue {
-  std::string key;
-  std::string value;
+  std::string key{};
+  std::string value{};
   int64_t create_revision = 0;
   int64_t mod_revision = 0;
   int64_t version = 0;
@@ -50,7 +50,7 @@ struct KeyValue {
 };
 
 struct RangeResult {
-  std::vector<KeyValue> kvs;
+  std::vector<KeyValue> kvs{};
   int64_t revision = 0;  // store revision at the time of the read
   bool more = false;
 };
@@ -69,10 +69,10 @@ struct WatchEvent {
 
 struct WatchBatch {
   int64_t revision = 0;  // header revision of this response
-  std::vector<WatchEvent> events;
+  std::vector<WatchEvent> events{};
   int64_t compact_revision = 0;  // non-zero: the start revision was compacted; watch canceled
   bool canceled = false;
-  std::string cancel_reason;
+  std::string cancel_reason{};
 };
 
 // The exclusive end of the range of all keys starting with `prefix` (etcd's prefix rule).
@@ -130,7 +130,7 @@ class EtcdKv {
   std::shared_ptr<net::ssl::context> tls_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   size_t current_ = 0;
-  std::string token_;
+  std::string token_{};
 };
 
 // One watch stream. next() returns the next response; errors (connection lost, idle timeout)
@@ -144,8 +144,8 @@ class EtcdWatch {
 
  private:
   std::unique_ptr<http::Connection> conn_;
-  std::string endpoint_;
-  std::string pending_;  // bytes received but not yet a complete JSON message
+  std::string endpoint_{};
+  std::string pending_{};  // bytes received but not yet a complete JSON message
 };
 
 }  // namespace flannel::store::etcd

@@ -11,7 +11,9 @@ namespace flannel::store::etcd {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> log() { return logger("store.etcd"); }
+std::shared_ptr<spdlog::logger> log() {
+  return logger("store.etcd");
+}
 
 std::string joinPrefix(const std::string& prefix, std::string_view leaf) {
   std::string p = prefix;
@@ -54,9 +56,13 @@ EtcdStore::EtcdStore(std::unique_ptr<EtcdKv> kv, EtcdStoreOptions options,
   }
 }
 
-std::string EtcdStore::configKey() const { return joinPrefix(options_.prefix, "config"); }
+std::string EtcdStore::configKey() const {
+  return joinPrefix(options_.prefix, "config");
+}
 
-std::string EtcdStore::subnetsPrefix() const { return joinPrefix(options_.prefix, "subnets/"); }
+std::string EtcdStore::subnetsPrefix() const {
+  return joinPrefix(options_.prefix, "subnets/");
+}
 
 std::string EtcdStore::leaseKey(const SubnetKey& key) const {
   return subnetsPrefix() + subnetKeyName(key);
@@ -82,7 +88,7 @@ async::Awaitable<Result<NetworkConfig>> EtcdStore::networkConfig() {
 
 Result<EtcdStore::Entry> EtcdStore::decodeEntry(const KeyValue& kv) const {
   auto ctx = [&](const Error& e) {
-    return e.context(fmt::format("lease at key {}", quoteForMessage(kv.key)));
+    return e.context(fmt::format("lease at key {}", quoteForMessage(kv.key, 512)));
   };
   auto key = parseSubnetKeyName(kv.key);
   if (!key) {
@@ -102,8 +108,8 @@ Result<EtcdStore::Entry> EtcdStore::decodeEntry(const KeyValue& kv) const {
     return ctx(invalidInput("it has only an IPv6 subnet but no PublicIPv6"));
   }
   if (own_ && !(*key == *own_) && overlapsKey(*key, *own_)) {
-    return ctx(invalidInput(fmt::format("its subnet overlaps our own lease {}",
-                                        subnetKeyName(*own_))));
+    return ctx(
+        invalidInput(fmt::format("its subnet overlaps our own lease {}", subnetKeyName(*own_))));
   }
   return Entry{*key, kv, std::move(*attrs)};
 }
@@ -116,8 +122,7 @@ Lease EtcdStore::toLease(const Entry& e) const {
   return l;
 }
 
-async::Awaitable<Result<std::vector<EtcdStore::Entry>>> EtcdStore::listEntries(
-    Revision* revision) {
+async::Awaitable<Result<std::vector<EtcdStore::Entry>>> EtcdStore::listEntries(Revision* revision) {
   auto prefix = subnetsPrefix();
   auto res = co_await kv_->range(prefix, prefixRangeEnd(prefix));
   if (!res) {
@@ -226,14 +231,16 @@ async::Awaitable<Result<Lease>> EtcdStore::acquireLease(NetworkConfig config,
         co_return co_await takeOver(e, request.attrs);
       }
       if (e.kv.lease == 0) {
-        log()->error("reservation {} carries our public address but does not fit the network "
-                     "config; leaving it alone",
-                     e.kv.key);
+        log()->error(
+            "reservation {} carries our public address but does not fit the network "
+            "config; leaving it alone",
+            e.kv.key);
         continue;
       }
-      log()->info("lease {} carries our public address but does not fit the network config; "
-                  "deleting it",
-                  e.kv.key);
+      log()->info(
+          "lease {} carries our public address but does not fit the network config; "
+          "deleting it",
+          e.kv.key);
       auto del = co_await kv_->deleteKey(e.kv.key);
       if (!del) {
         co_return del.error().context(fmt::format("deleting stale lease {}", e.kv.key));
@@ -267,26 +274,32 @@ async::Awaitable<Result<Lease>> EtcdStore::acquireLease(NetworkConfig config,
         wanted = prev;
       }
     }
-    // 3. A random free subnet.
-    if (!wanted) {
-      auto pick = allocateSubnet(config, taken, pick_);
-      if (!pick) {
-        co_return pick.error();
+    // 3. Free subnets in random order; after a lost race, the next one (no re-listing).
+    std::vector<SubnetKey> order;
+    if (wanted) {
+      order.push_back(*wanted);
+    } else {
+      auto candidates = candidateSubnets(config, taken, pick_);
+      if (!candidates) {
+        co_return candidates.error();
       }
-      wanted = *pick;
+      order = std::move(*candidates);
     }
-    auto lease = co_await tryCreate(*wanted, request.attrs);
-    if (!lease) {
-      co_return lease.error();
-    }
-    if (*lease) {
-      log()->info("acquired lease {}", leaseKey(*wanted));
-      co_return std::move(**lease);
+    for (const auto& candidate : order) {
+      auto lease = co_await tryCreate(candidate, request.attrs);
+      if (!lease) {
+        co_return lease.error();
+      }
+      if (*lease) {
+        log()->info("acquired lease {}", leaseKey(candidate));
+        co_return std::move(**lease);
+      }
     }
   }
-  co_return makeError(Errc::Conflict,
-                      fmt::format("could not acquire a lease: lost {} creation races in a row",
-                                  options_.max_acquire_attempts));
+  co_return makeError(
+      Errc::Conflict,
+      fmt::format("could not acquire a lease: lost every creation race in {} rounds",
+                  options_.max_acquire_attempts));
 }
 
 async::Awaitable<Result<Lease>> EtcdStore::renewLease(Lease lease) {
@@ -378,8 +391,7 @@ async::Awaitable<Result<LeaseBatch>> EtcdStore::nextEvents(Revision since) {
     }
     if (batch->compact_revision > 0 || batch->canceled) {
       watch_.reset();
-      log()->warn("lease watch from revision {} was cancelled ({}); re-listing leases",
-                  since + 1,
+      log()->warn("lease watch from revision {} was cancelled ({}); re-listing leases", since + 1,
                   batch->compact_revision > 0
                       ? fmt::format("history compacted up to revision {}", batch->compact_revision)
                       : batch->cancel_reason);

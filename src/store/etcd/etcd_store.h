@@ -68,11 +68,11 @@ class EtcdStore final : public SubnetStore {
   std::unique_ptr<EtcdKv> kv_;
   EtcdStoreOptions options_;
   std::function<size_t(size_t)> pick_;
-  std::map<SubnetKey, Lease> known_;           // last seen lease per subnet (for removals)
-  std::map<SubnetKey, int64_t> own_leases_;     // etcd lease ID of each lease we hold (0 = none)
-  std::optional<SubnetKey> own_;               // our current subnet, for overlap checks
+  std::map<SubnetKey, Lease> known_;         // last seen lease per subnet (for removals)
+  std::map<SubnetKey, int64_t> own_leases_;  // etcd lease ID of each lease we hold (0 = none)
+  std::optional<SubnetKey> own_;             // our current subnet, for overlap checks
   std::unique_ptr<EtcdWatch> watch_;
-  Revision watch_from_ = 0;                    // start revision of the open watch
+  Revision watch_from_ = 0;  // start revision of the open watch
 };
 
 }  // namespace flannel::store::etcd

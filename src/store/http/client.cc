@@ -157,9 +157,13 @@ async::Awaitable<Result<Response>> Connection::request(Request r,
       }
     }
     lowest().expires_after(timeout);
-    Result<Response> res = tls_
-                               ? co_await exchange(*tls_, buffer_, r, url_.hostHeader(), url_.text)
-                               : co_await exchange(*tcp_, buffer_, r, url_.hostHeader(), url_.text);
+    // No co_await inside ?: — GCC 12 destroys such temporaries twice.
+    Result<Response> res;
+    if (tls_) {
+      res = co_await exchange(*tls_, buffer_, r, url_.hostHeader(), url_.text);
+    } else {
+      res = co_await exchange(*tcp_, buffer_, r, url_.hostHeader(), url_.text);
+    }
     if (res) {
       reused_ = true;
       co_return res;
@@ -199,8 +203,12 @@ async::Awaitable<Result<std::string>> Connection::readStream(std::chrono::millis
     co_return makeError(Errc::Internal, "readStream without openStream");
   }
   lowest().expires_after(idle);
-  Result<std::string> res =
-      tls_body_ ? co_await tls_body_->readSome() : co_await tcp_body_->readSome();
+  Result<std::string> res;
+  if (tls_body_) {
+    res = co_await tls_body_->readSome();
+  } else {
+    res = co_await tcp_body_->readSome();
+  }
   if (!res) {
     close();
   }

@@ -27,9 +27,9 @@
 namespace flannel::store::http {
 
 struct TlsFiles {
-  std::string ca_file;    // PEM bundle; empty = the system's default trust store
-  std::string cert_file;  // client certificate (PEM); empty = none
-  std::string key_file;   // client key (PEM); empty = none
+  std::string ca_file{};    // PEM bundle; empty = the system's default trust store
+  std::string cert_file{};  // client certificate (PEM); empty = none
+  std::string key_file{};   // client key (PEM); empty = none
 };
 
 // Builds a TLS 1.2+ client context. Errors name the flag-facing role and the file, e.g.

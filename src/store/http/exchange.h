@@ -29,16 +29,16 @@ namespace bhttp = boost::beast::http;
 
 struct Request {
   bhttp::verb method = bhttp::verb::post;
-  std::string target;  // path and query, e.g. "/v3/kv/range"
-  std::string body;
+  std::string target{};  // path and query, e.g. "/v3/kv/range"
+  std::string body{};
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct Response {
   unsigned status = 0;
-  std::string body;
-  std::string content_type;
+  std::string body{};
+  std::string content_type{};
 };
 
 // Largest response body accepted (a list of 5,000 leases is about 2 MB).
@@ -150,7 +150,7 @@ class BodyStream {
  private:
   Stream& stream_;
   beast::flat_buffer& buffer_;
-  std::string endpoint_;
+  std::string endpoint_{};
   bhttp::response_parser<bhttp::buffer_body> parser_;
   char chunk_[16384];
 };

@@ -10,11 +10,11 @@
 namespace flannel::store::http {
 
 struct Url {
-  bool tls = false;       // https
-  std::string host;       // without brackets for IPv6 literals
-  std::string port;       // always set (default 80 / 443)
-  std::string base_path;  // "" or "/prefix" without a trailing slash
-  std::string text;       // the URL as given, for messages
+  bool tls = false;         // https
+  std::string host{};       // without brackets for IPv6 literals
+  std::string port{};       // always set (default 80 / 443)
+  std::string base_path{};  // "" or "/prefix" without a trailing slash
+  std::string text{};       // the URL as given, for messages
 
   // Value for the Host header: "host:port", IPv6 in brackets.
   std::string hostHeader() const;
