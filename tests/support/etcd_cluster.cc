@@ -124,9 +124,9 @@ std::string EtcdProcess::logTail(size_t max_bytes) const {
   return tail;
 }
 
-Result<std::unique_ptr<EtcdCluster>> EtcdCluster::startMembers(TestRun& run,
-                                                               std::vector<EtcdMember> members,
-                                                               Netns* vantage) {
+Result<std::unique_ptr<EtcdCluster>> EtcdCluster::startMembers(
+    TestRun& run, std::vector<EtcdMember> members, Netns* vantage,
+    std::vector<std::string> extra_args) {
   std::unique_ptr<EtcdCluster> cluster(new EtcdCluster(run.uniqueName("etcd"), vantage));
   cluster->runner_ = run.sharedRunner();
   std::string initial_cluster;
@@ -165,6 +165,7 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::startMembers(TestRun& run,
         "--log-outputs",
         "stderr",
     };
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     cluster->members_.push_back(
         std::make_unique<EtcdProcess>(m, std::move(args), data_dir, log_path, run.id()));
   }
@@ -180,7 +181,8 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::startMembers(TestRun& run,
   return cluster;
 }
 
-Result<std::unique_ptr<EtcdCluster>> EtcdCluster::startOnLoopback(TestRun& run, int members) {
+Result<std::unique_ptr<EtcdCluster>> EtcdCluster::startOnLoopback(
+    TestRun& run, int members, std::vector<std::string> extra_args) {
   if (members < 1 || members > 9) {
     return invalidInput(fmt::format("etcd on loopback: 1..9 members, got {}", members));
   }
@@ -199,7 +201,7 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::startOnLoopback(TestRun& run, 
       m.peer_port = (*ports)[static_cast<size_t>(2 * i + 1)];
       placement.push_back(std::move(m));
     }
-    auto cluster = startMembers(run, std::move(placement), nullptr);
+    auto cluster = startMembers(run, std::move(placement), nullptr, extra_args);
     if (cluster) {
       return cluster;
     }

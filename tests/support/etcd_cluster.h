@@ -90,7 +90,9 @@ class EtcdProcess {
 
 class EtcdCluster {
  public:
-  static Result<std::unique_ptr<EtcdCluster>> startOnLoopback(TestRun& run, int members = 1);
+  // `extra_args` are appended to every member's command line (e.g. "--auth-token-ttl=2").
+  static Result<std::unique_ptr<EtcdCluster>> startOnLoopback(
+      TestRun& run, int members = 1, std::vector<std::string> extra_args = {});
   // One member per etcd node of the topology (TopologySpec::etcd_nodes >= 1).
   static Result<std::unique_ptr<EtcdCluster>> startOnTopology(TestRun& run, Topology& topo);
   // One member per (namespace, address) pair.
@@ -135,9 +137,9 @@ class EtcdCluster {
 
  private:
   EtcdCluster(std::string token, Netns* vantage) : token_(std::move(token)), vantage_(vantage) {}
-  static Result<std::unique_ptr<EtcdCluster>> startMembers(TestRun& run,
-                                                           std::vector<EtcdMember> members,
-                                                           Netns* vantage);
+  static Result<std::unique_ptr<EtcdCluster>> startMembers(
+      TestRun& run, std::vector<EtcdMember> members, Netns* vantage,
+      std::vector<std::string> extra_args = {});
   Result<CommandOutput> runEtcdctl(const std::string& endpoints, std::vector<std::string> args,
                                    Netns* from, std::chrono::milliseconds timeout);
   Result<void> waitHealthyOn(const std::string& endpoints, const std::vector<size_t>& watch,
