@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
 
 #include "contract/store/run_sync.h"
@@ -130,6 +131,61 @@ TEST_F(EtcdClusterStore, AFullOutageOf30SecondsIsSurvivedWithoutARestart) {
   ASSERT_TRUE(batch && *batch);
   ASSERT_EQ((*batch)->events.size(), 1u);
   EXPECT_EQ((*batch)->events[0].lease.subnet, (*peer)->subnet);
+}
+
+TEST_F(EtcdClusterStore, AWatchCutOffAndCompactedPastResyncsExactlyTheMissedChanges) {
+  auto cfg = runSync(io_, newStore()->networkConfig()).value().value();
+  auto stay_store = newStore();
+  auto go_store = newStore();
+  auto stay = runSync(io_, stay_store->acquireLease(cfg, AcquireRequest{.attrs = hostAttrs(11)}))
+                  .value()
+                  .value();
+  auto go = runSync(io_, go_store->acquireLease(cfg, AcquireRequest{.attrs = hostAttrs(12)}))
+                .value()
+                .value();
+  auto watcher = newStore();
+  auto snap = runSync(io_, watcher->leases()).value().value();
+  // Open the watch stream for real: it delivers one event, then stays connected.
+  auto first_store = newStore();
+  auto first = runSync(io_, first_store->acquireLease(cfg, AcquireRequest{.attrs = hostAttrs(13)}))
+                   .value()
+                   .value();
+  auto b1 = runSync(io_, watcher->nextEvents(snap.revision)).value().value();
+  ASSERT_EQ(b1.events.size(), 1u);
+  EXPECT_EQ(b1.events[0].lease.subnet, first.subnet);
+  // Cut the watch: stop the member it is connected to.
+  size_t cut = cluster_->size();
+  for (size_t i = 0; i < cluster_->size(); ++i) {
+    if (cluster_->member(i).member().clientUrl() == watcher->kv().currentEndpoint()) {
+      cut = i;
+    }
+  }
+  ASSERT_LT(cut, cluster_->size());
+  ASSERT_TRUE(cluster_->stopMember(cut));
+  // Meanwhile a host leaves, another joins, and the history is compacted.
+  ASSERT_TRUE(
+      cluster_->etcdctl({"del", "/coreos.com/network/subnets/" + subnetKeyName(go.subnet)}));
+  auto joined_store = newStore();
+  auto joined = retry(
+      [&] { return joined_store->acquireLease(cfg, AcquireRequest{.attrs = hostAttrs(14)}); }, 20s);
+  ASSERT_TRUE(joined && *joined);
+  auto rev = cluster_->etcdctl({"get", "/coreos.com/network/config", "-w", "json"});
+  ASSERT_TRUE(rev);
+  auto pos = rev->out.find("\"revision\":");
+  ASSERT_NE(pos, std::string::npos);
+  std::string revision = rev->out.substr(pos + 11, rev->out.find_first_of(",}", pos) - pos - 11);
+  ASSERT_TRUE(cluster_->etcdctl({"compaction", revision}));
+  auto batch = retry([&] { return watcher->nextEvents(b1.revision); }, 20s);
+  ASSERT_TRUE(batch && *batch);
+  EXPECT_TRUE((*batch)->resync);
+  std::set<std::pair<int, SubnetKey>> seen;
+  for (const auto& ev : (*batch)->events) {
+    seen.insert({static_cast<int>(ev.type), ev.lease.subnet});
+  }
+  EXPECT_EQ(seen, (std::set<std::pair<int, SubnetKey>>{
+                      {static_cast<int>(LeaseEventType::Removed), go.subnet},
+                      {static_cast<int>(LeaseEventType::Added), (*joined)->subnet}}));
+  (void)stay;
 }
 
 }  // namespace

@@ -400,5 +400,25 @@ TEST_F(EtcdStoreTest, MalformedLeasesAreSkippedAndNeverEndTheWatch) {
   ASSERT_TRUE(l) << l.error().message;
 }
 
+TEST_F(EtcdStoreTest, WatchSeesLeasesWrittenAndDeletedWithEtcdctl) {
+  auto watcher = newStore();
+  auto snap = sync(watcher->leases());
+  ASSERT_TRUE(snap);
+  std::string key = prefix_ + "/subnets/10.5.42.0-24";
+  ASSERT_TRUE(cluster_->etcdctl({"put", key, encodeLeaseAttrs(hostAttrs(42))}));
+  auto added = sync(watcher->nextEvents(snap->revision));
+  ASSERT_TRUE(added) << added.error().message;
+  ASSERT_EQ(added->events.size(), 1u);
+  EXPECT_EQ(added->events[0].type, LeaseEventType::Added);
+  EXPECT_EQ(subnetKeyName(added->events[0].lease.subnet), "10.5.42.0-24");
+  EXPECT_TRUE(added->events[0].lease.reservation) << "etcdctl put without --lease";
+  ASSERT_TRUE(cluster_->etcdctl({"del", key}));
+  auto removed = sync(watcher->nextEvents(added->revision));
+  ASSERT_TRUE(removed) << removed.error().message;
+  ASSERT_EQ(removed->events.size(), 1u);
+  EXPECT_EQ(removed->events[0].type, LeaseEventType::Removed);
+  EXPECT_EQ(removed->events[0].lease.attrs, hostAttrs(42));
+}
+
 }  // namespace
 }  // namespace flannel::store::etcd
