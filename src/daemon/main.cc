@@ -1,12 +1,13 @@
 // flanneld: flags -> compose -> run (DESIGN.md "The flow").
 //
 // Exit status: 0 for --help and --version; 1 for any bad input (message on stderr as
-// "flanneld: <message>" plus a hint), and for now also because the run loop is not built yet.
+// "flanneld: <message>" plus a hint); otherwise what runDaemon() returns (daemon.h).
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "core/log.h"
+#include "daemon/daemon.h"
 #include "daemon/logging.h"
 #include "daemon/options.h"
 
@@ -48,7 +49,5 @@ int main(int argc, char** argv) {
   daemon::setupLogging(*log_settings);
   flannel::logger("daemon")->info("CLI flags config: {}", daemon::describeOptions(options));
 
-  // TODO(lead): compose the daemon (store, backend, traffic rules, health) and run it here.
-  std::fputs("flanneld: the daemon run loop is not implemented in this build yet\n", stderr);
-  return 1;
+  return daemon::runDaemon(options);
 }

@@ -1,0 +1,396 @@
+#include "daemon/daemon.h"
+
+#include <csignal>
+
+#include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "async/task_group.h"
+#include "backend/backend.h"
+#include "core/log.h"
+#include "core/subnet_env.h"
+#include "daemon/health.h"
+#include "daemon/lease_keeper.h"
+#include "daemon/metrics.h"
+#include "daemon/network_runner.h"
+#include "daemon/sd_notify.h"
+#include "kernel/iface_select.h"
+#include "kernel/netlink/netlink_kernel.h"
+#include "store/etcd/etcd_store.h"
+#include "traffic/iptables/iptables_rule_table.h"
+#include "traffic/nft/nft_chain_reader.h"
+#include "traffic/nft/nft_rule_table.h"
+#include "traffic/plan.h"
+#include "traffic/resync.h"
+
+namespace flannel::daemon {
+
+namespace {
+
+std::shared_ptr<spdlog::logger> log() {
+  return logger("daemon");
+}
+
+// Everything one run owns, destroyed in reverse order of declaration.
+struct Daemon {
+  explicit Daemon(const Options& o, net::io_context& ctx)
+      : options(o),
+        io(ctx),
+        group(ctx.get_executor(), "flanneld",
+              [this](const std::string& task, std::exception_ptr) {
+                finish(1, fmt::format("task {} failed; stopping", task));
+              }),
+        stop(ctx) {}
+
+  const Options& options;
+  net::io_context& io;
+  async::TaskGroup group;
+  net::steady_timer stop;  // cancelled to end the run
+  int exit_code = 0;
+  bool stopping = false;
+
+  std::shared_ptr<CommandRunner> runner = std::make_shared<SpawnCommandRunner>();
+  std::unique_ptr<kernel::Kernel> kernel;
+  std::unique_ptr<store::SubnetStore> store;
+  std::unique_ptr<backend::Network> network;
+  std::unique_ptr<traffic::RuleTable> rules;
+  std::unique_ptr<NetworkRunner> runner_loop;
+  std::unique_ptr<LeaseKeeper> keeper;
+  Metrics metrics;
+  std::unique_ptr<HealthServer> health;
+
+  void finish(int code, const std::string& why) {
+    if (stopping) {
+      return;
+    }
+    stopping = true;
+    exit_code = code;
+    if (code == 0) {
+      log()->info("{}", why);
+    } else {
+      log()->error("{}", why);
+    }
+    // Expire rather than cancel: a cancel is lost when nobody waits yet (a start-up failure
+    // can happen before runAll() waits), an expired timer completes any later wait at once.
+    stop.expires_at(net::steady_timer::time_point::min());
+  }
+};
+
+Result<std::unique_ptr<store::SubnetStore>> makeEtcdStore(const Options& o, net::io_context& io) {
+  store::etcd::EtcdOptions eo;
+  eo.endpoints = o.etcdEndpointList();
+  // TLS client authentication only with both files, as flannel; a CA alone is honoured too.
+  eo.tls.ca_file = o.etcd_cafile;
+  if (!o.etcd_certfile.empty() && !o.etcd_keyfile.empty()) {
+    eo.tls.cert_file = o.etcd_certfile;
+    eo.tls.key_file = o.etcd_keyfile;
+  } else if (!o.etcd_certfile.empty() || !o.etcd_keyfile.empty()) {
+    log()->warn("-etcd-certfile and -etcd-keyfile must be given together; ignoring the one given");
+  }
+  eo.username = o.etcd_username;
+  eo.password = o.etcd_password;
+  auto kv = store::etcd::EtcdKv::create(io.get_executor(), std::move(eo));
+  if (!kv) {
+    return kv.error();
+  }
+  store::etcd::EtcdStoreOptions so;
+  so.prefix = o.etcd_prefix;
+  return std::unique_ptr<store::SubnetStore>(
+      std::make_unique<store::etcd::EtcdStore>(std::move(*kv), so));
+}
+
+kernel::IfaceOptions ifaceOptions(const Options& o, const NetworkConfig& config) {
+  kernel::IfaceOptions io;
+  io.ifaces = o.iface;
+  io.regexes = o.iface_regex;
+  if (!o.iface_can_reach.empty()) {
+    if (auto ip = IpAddr::parse(o.iface_can_reach)) {
+      io.can_reach = *ip;
+    }
+  }
+  if (!o.public_ip.empty()) {
+    io.public_ip = Ip4::parse(o.public_ip).value();  // validated by the option parser
+  }
+  if (!o.public_ipv6.empty()) {
+    io.public_ipv6 = Ip6::parse(o.public_ipv6).value();
+  }
+  io.ipv4 = config.enable_ipv4;
+  io.ipv6 = config.enable_ipv6;
+  return io;
+}
+
+SubnetEnv subnetEnvFor(const NetworkConfig& config, const Lease& lease, uint32_t mtu,
+                       bool ip_masq) {
+  SubnetEnv env;
+  if (config.enable_ipv4) {
+    env.network = config.network;
+    env.subnet = lease.subnet.ipv4;
+  }
+  if (config.enable_ipv6) {
+    env.ipv6_network = config.ipv6_network;
+    env.ipv6_subnet = lease.subnet.ipv6;
+  }
+  env.mtu = mtu;
+  env.ipmasq = ip_masq;
+  return env;
+}
+
+async::Awaitable<void> sleepFor(std::chrono::milliseconds d) {
+  net::steady_timer t(co_await net::this_coro::executor, d);
+  co_await t.async_wait(async::use_awaitable);
+}
+
+// Sets up traffic rules (SPEC.md §1.4 step 11, §6): cleans the other mode's leftovers,
+// recycles stale masquerade rules, installs ours. Returns the rules to keep in place.
+Result<traffic::RuleSet> setUpRules(Daemon& d, const NetworkConfig& config, const Lease& lease,
+                                    const SubnetEnv& previous) {
+  const Options& o = d.options;
+  if (!o.ip_masq && !o.iptables_forward_rules) {
+    return traffic::RuleSet{};
+  }
+  std::vector<Family> families;
+  if (config.enable_ipv4) {
+    families.push_back(Family::V4);
+  }
+  if (config.enable_ipv6) {
+    families.push_back(Family::V6);
+  }
+  if (config.enable_nftables) {
+    auto t = traffic::nft::NftRuleTable::create();
+    if (!t) {
+      return t.error().context("nftables mode (EnableNFTables)");
+    }
+    d.rules = std::move(*t);
+    if (auto other = traffic::iptables::IptablesRuleTable::create(d.runner); other) {
+      for (auto f : families) {
+        if (auto r = (*other)->removeAll(f); !r) {
+          log()->warn("removing iptables rules left by an earlier run: {}", r.error().message);
+        }
+      }
+    }
+  } else {
+    auto reader = traffic::nft::NftChainReader::create();
+    auto t = traffic::iptables::IptablesRuleTable::create(d.runner, {},
+                                                          reader ? std::move(*reader) : nullptr);
+    if (!t) {
+      return t.error().context("iptables mode");
+    }
+    d.rules = std::move(*t);
+    if (auto other = traffic::nft::NftRuleTable::create(); other) {
+      for (auto f : families) {
+        if (auto r = (*other)->removeAll(f); !r) {
+          log()->warn("removing nftables rules left by an earlier run: {}", r.error().message);
+        }
+      }
+    }
+  }
+  if (o.ip_masq) {
+    auto stale = traffic::staleMasqRules(previous, config, lease.subnet);
+    if (auto r = d.rules->removeRules(stale); !r) {
+      return r.error().context("recycling masquerade rules of the previous subnet");
+    }
+  }
+  traffic::PlanOptions po;
+  po.ip_masq = o.ip_masq;
+  po.forward_rules = o.iptables_forward_rules;
+  po.fully_random = !o.ip_masq_fully_random_disable && d.rules->supportsFullyRandom();
+  auto rules = traffic::plan(config, lease.subnet, po);
+  if (!rules) {
+    return rules.error();
+  }
+  if (auto r = d.rules->apply(*rules); !r) {
+    return r.error().context(fmt::format("installing {} rules", d.rules->mechanism()));
+  }
+  log()->info("{} rules installed (ip-masq {}, forward rules {})", d.rules->mechanism(),
+              o.ip_masq ? "on" : "off", o.iptables_forward_rules ? "on" : "off");
+  return rules;
+}
+
+async::Awaitable<void> rulesResync(Daemon* d, traffic::RuleSet rules) {
+  traffic::RuleResync resync(*d->rules, logger("traffic"));
+  const auto period = std::chrono::seconds(d->options.iptables_resync);
+  for (;;) {
+    co_await sleepFor(period);
+    resync.runOnce(rules);
+  }
+}
+
+async::Awaitable<void> keepLease(Daemon* d) {
+  auto lost = co_await d->keeper->run();
+  d->finish(1,
+            fmt::format("lease lost: {}; exiting so that a restart re-acquires one", lost.message));
+}
+
+async::Awaitable<void> runNetwork(Daemon* d) {
+  auto lost = co_await d->runner_loop->run();
+  d->finish(1,
+            fmt::format("lease lost: {}; exiting so that a restart re-acquires one", lost.message));
+}
+
+async::Awaitable<void> start(Daemon* d) {
+  const Options& o = d->options;
+  auto fail = [d](const std::string& what) { d->finish(1, what); };
+
+  auto previous = readSubnetEnv(o.subnet_file);
+  if (!previous) {
+    log()->warn("ignoring the previous subnet file: {}", previous.error().message);
+    previous = SubnetEnv{};
+  }
+  if (o.kube_subnet_mgr) {
+    fail("-kube-subnet-mgr is not available in this build yet (issue #7)");
+    co_return;
+  }
+  auto store = makeEtcdStore(o, d->io);
+  if (!store) {
+    fail(store.error().message);
+    co_return;
+  }
+  d->store = std::move(*store);
+
+  auto config =
+      co_await waitForNetworkConfig(*d->store, std::chrono::seconds(1), std::chrono::seconds(30));
+  if (config.backend_defaulted) {
+    log()->warn(
+        "the network config has no Backend: using udp, as flannel does (set "
+        "\"Backend\": {{\"Type\": \"vxlan\"}} for the kernel data path)");
+  }
+  auto kernel = kernel::NetlinkKernel::open();
+  if (!kernel) {
+    fail(kernel.error().message);
+    co_return;
+  }
+  d->kernel = std::move(*kernel);
+  auto ext = kernel::selectExternalInterface(*d->kernel, ifaceOptions(o, config));
+  if (!ext) {
+    fail(fmt::format("choosing the external interface: {}", ext.error().message));
+    co_return;
+  }
+  log()->info("using interface {} (index {}, MTU {}), external address {}{}", ext->link.name,
+              ext->link.index, ext->mtu(),
+              ext->ext_addr ? ext->ext_addr->toString() : std::string("-"),
+              ext->ext_v6_addr ? " " + ext->ext_v6_addr->toString() : std::string());
+
+  backend::Context ctx{
+      .config = config, .ext = *ext, .kernel = d->kernel.get(), .runner = d->runner.get()};
+  auto network = backend::createNetwork(ctx);
+  if (!network) {
+    fail(network.error().message);
+    co_return;
+  }
+  d->network = std::move(*network);
+
+  store::AcquireRequest req{.attrs = d->network->leaseAttrs(),
+                            .previous_subnet = previous->subnet,
+                            .previous_ipv6_subnet = previous->ipv6_subnet};
+  Lease lease;
+  for (unsigned attempt = 0;; ++attempt) {
+    auto acquired = co_await d->store->acquireLease(config, req);
+    if (acquired) {
+      lease = std::move(*acquired);
+      break;
+    }
+    if (acquired.error().code != Errc::Unavailable && acquired.error().code != Errc::Timeout) {
+      fail(fmt::format("acquiring a lease: {}", acquired.error().message));
+      co_return;
+    }
+    log()->error("acquiring a lease: {}; retrying", acquired.error().message);
+    co_await sleepFor(std::chrono::seconds(std::min(1u << std::min(attempt, 4u), 10u)));
+  }
+  log()->info("lease acquired: {}", subnetKeyName(lease.subnet));
+  if (auto r = d->network->configure(lease); !r) {
+    fail(r.error().message);
+    co_return;
+  }
+  auto rules = setUpRules(*d, config, lease, *previous);
+  if (!rules) {
+    fail(rules.error().message);
+    co_return;
+  }
+  auto env = subnetEnvFor(config, lease, d->network->mtu(), o.ip_masq);
+  if (auto w = writeSubnetEnv(o.subnet_file, env); !w) {
+    log()->warn("writing {}: {}", o.subnet_file, w.error().message);
+  } else {
+    log()->info("wrote {}", o.subnet_file);
+  }
+  d->runner_loop = std::make_unique<NetworkRunner>(*d->store, *d->network, *d->kernel, lease,
+                                                   std::chrono::seconds(5));
+  d->keeper = std::make_unique<LeaseKeeper>(*d->store, lease,
+                                            std::chrono::minutes(o.subnet_lease_renew_margin));
+  d->group.spawn("network", runNetwork(d));
+  d->group.spawn("lease", keepLease(d));
+  if (d->rules && !rules->families.empty()) {
+    d->group.spawn("rules", rulesResync(d, *rules));
+  }
+  d->group.spawn("backend", d->network->run());
+  notifyReady();
+  if (d->health) {
+    d->health->setReady(true);
+  }
+  log()->info("flanneld is running: subnet {}, MTU {}", subnetKeyName(lease.subnet),
+              d->network->mtu());
+}
+
+async::Awaitable<void> waitForSignal(Daemon* d) {
+  net::signal_set signals(co_await net::this_coro::executor, SIGINT, SIGTERM);
+  auto [ec, sig] = co_await signals.async_wait(async::use_nothrow);
+  if (!ec) {
+    // A second signal kills at once (default disposition), as flannel does.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    d->finish(0, fmt::format("received {}; shutting down (the data plane stays in place)",
+                             sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  }
+}
+
+async::Awaitable<void> runAll(Daemon* d) {
+  if (!d->stopping) {
+    d->stop.expires_at(net::steady_timer::time_point::max());
+  }
+  if (d->options.healthz_port > 0) {
+    HealthOptions ho;
+    ho.ip = d->options.healthz_ip;
+    ho.port = static_cast<uint16_t>(d->options.healthz_port);
+    auto h = HealthServer::listen(d->io.get_executor(), ho, d->metrics);
+    if (!h) {
+      d->finish(1, h.error().message);
+      co_return;
+    }
+    d->health = std::move(*h);
+    d->group.spawn("healthz", d->health->run());
+  }
+  d->group.spawn("start", start(d));
+  auto [ec] = co_await d->stop.async_wait(async::use_nothrow);
+  (void)ec;
+  d->group.emit(net::cancellation_type::terminal);
+  co_await d->group.asyncWait();
+}
+
+}  // namespace
+
+int runDaemon(const Options& options) {
+  net::io_context io(1);
+  Daemon d(options, io);
+  net::co_spawn(io, waitForSignal(&d), net::detached);
+  bool done = false;
+  net::co_spawn(io, runAll(&d), [&](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log()->critical("flanneld failed: {}", ex.what());
+      }
+      d.exit_code = 2;
+    }
+    done = true;
+    io.stop();
+  });
+  io.run();
+  (void)done;
+  return d.exit_code;
+}
+
+}  // namespace flannel::daemon

@@ -1,0 +1,9 @@
+# flanneld end-to-end tests (root; namespaces, real etcd, real kernel).
+flannel_add_test(flanneld_e2e_tests
+  SOURCES flanneld_e2e_test.cc
+  LIBS flannel_test_cluster
+  LABELS e2e privileged
+  SERIAL
+  TIMEOUT 240)
+target_compile_definitions(flanneld_e2e_tests PRIVATE FLANNELD_BINARY="$<TARGET_FILE:flanneld>")
+add_dependencies(flanneld_e2e_tests flanneld)
