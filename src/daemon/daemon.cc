@@ -202,6 +202,13 @@ Result<traffic::RuleSet> setUpRules(Daemon& d, const NetworkConfig& config, cons
   if (!rules) {
     return rules.error();
   }
+  // After a restart our rules are usually all still there: checking is in-process, applying
+  // forks iptables-restore, so only apply what is missing.
+  if (auto drift = d.rules->missing(*rules); drift && !drift->any()) {
+    log()->info("{} rules already in place (ip-masq {}, forward rules {})", d.rules->mechanism(),
+                o.ip_masq ? "on" : "off", o.iptables_forward_rules ? "on" : "off");
+    return rules;
+  }
   if (auto r = d.rules->apply(*rules); !r) {
     return r.error().context(fmt::format("installing {} rules", d.rules->mechanism()));
   }
