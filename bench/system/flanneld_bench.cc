@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -85,6 +86,9 @@ int startup(int runs) {
     auto t1 = waitFile(*c, 1, 20s);
     samples.push_back(ms(t1 - t0));
     (void)c->stopFlanneld(1);
+  }
+  if (std::getenv("FLANNEL_BENCH_LOG") != nullptr) {
+    std::fprintf(stderr, "%s", c->flanneldLog(1).c_str());
   }
   std::printf("| restart to subnet.env (vxlan, lease reused, %d runs), median | %.1f ms |\n", runs,
               median(samples));

@@ -312,16 +312,18 @@ async::Awaitable<void> start(Daemon* d) {
     fail(r.error().message);
     co_return;
   }
-  auto rules = setUpRules(*d, config, lease, *previous);
-  if (!rules) {
-    fail(rules.error().message);
-    co_return;
-  }
+  // subnet.env right after the lease, before the traffic rules (which may fork
+  // iptables-restore): pods can be wired up sooner; readiness still waits for the rules.
   auto env = subnetEnvFor(config, lease, d->network->mtu(), o.ip_masq);
   if (auto w = writeSubnetEnv(o.subnet_file, env); !w) {
     log()->warn("writing {}: {}", o.subnet_file, w.error().message);
   } else {
     log()->info("wrote {}", o.subnet_file);
+  }
+  auto rules = setUpRules(*d, config, lease, *previous);
+  if (!rules) {
+    fail(rules.error().message);
+    co_return;
   }
   d->runner_loop = std::make_unique<NetworkRunner>(*d->store, *d->network, *d->kernel, lease,
                                                    std::chrono::seconds(5));

@@ -156,12 +156,31 @@ async::Awaitable<Result<Lease>> EtcdStore::takeOver(const Entry& e, const LeaseA
   lease.attrs = attrs;
   if (e.kv.lease == 0) {
     // A reservation stays a reservation (Go flannel would attach a 24 h lease here).
-    auto put = co_await kv_->put(key, value, 0);
-    if (!put) {
-      co_return put.error().context(fmt::format("updating reservation {}", key));
+    if (!(e.attrs == attrs)) {
+      auto put = co_await kv_->put(key, value, 0);
+      if (!put) {
+        co_return put.error().context(fmt::format("updating reservation {}", key));
+      }
     }
     noteOwn(e.subnet, 0);
     log()->info("found reservation {} for our public address; using it", key);
+    co_return lease;
+  }
+  // The etcd lease that holds the key is still alive after a restart: keep it (renewals keep
+  // it alive), and write only if what we publish changed. A restart with the same VTEP MAC
+  // then writes nothing at all.
+  auto ttl = co_await kv_->leaseTimeToLive(e.kv.lease);
+  if (ttl && *ttl > 0) {
+    if (!(e.attrs == attrs)) {
+      auto put = co_await kv_->put(key, value, e.kv.lease);
+      if (!put) {
+        co_return put.error().context(fmt::format("updating lease {}", key));
+      }
+    }
+    noteOwn(e.subnet, e.kv.lease);
+    lease.reservation = false;
+    lease.expiration = std::chrono::system_clock::now() + std::chrono::seconds(*ttl);
+    log()->info("found lease {} for our public address; reusing it", key);
     co_return lease;
   }
   auto grant = co_await kv_->grantLease(options_.lease_ttl);
@@ -172,13 +191,6 @@ async::Awaitable<Result<Lease>> EtcdStore::takeOver(const Entry& e, const LeaseA
   if (!put) {
     (void)co_await kv_->revokeLease(grant->id);
     co_return put.error().context(fmt::format("re-taking lease {}", key));
-  }
-  // The old etcd lease only held this key: revoke it rather than leak it for 24 h.
-  if (e.kv.lease != grant->id) {
-    if (auto r = co_await kv_->revokeLease(e.kv.lease); !r) {
-      log()->warn("revoking the previous etcd lease {:x} of {}: {}", e.kv.lease, key,
-                  r.error().message);
-    }
   }
   noteOwn(e.subnet, grant->id);
   lease.reservation = false;
