@@ -13,10 +13,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -166,6 +168,30 @@ int idle(int seconds) {
     std::this_thread::sleep_for(2ms);
   }
   auto after = procStat(pid);
+  if (std::getenv("FLANNEL_BENCH_LOG") != nullptr) {
+    // Resident memory per mapping, to see where the RSS goes.
+    std::ifstream smaps(fmt::format("/proc/{}/smaps", pid));
+    std::string name;
+    std::map<std::string, long> by_name;
+    for (std::string line; std::getline(smaps, line);) {
+      if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+          line.find('-') < 16) {
+        auto last = line.find_last_of(' ');
+        name = line.size() > 73 ? line.substr(73) : std::string("[anon]");
+        (void)last;
+      } else if (line.rfind("Rss:", 0) == 0) {
+        by_name[name] += std::stol(line.substr(4));
+      }
+    }
+    std::vector<std::pair<long, std::string>> top;
+    for (auto& [n, kb] : by_name) {
+      top.push_back({kb, n});
+    }
+    std::sort(top.rbegin(), top.rend());
+    for (size_t i = 0; i < top.size() && i < 25; ++i) {
+      std::fprintf(stderr, "%6ld kB  %s\n", top[i].first, top[i].second.c_str());
+    }
+  }
   std::printf("| idle flanneld RSS (vxlan, 1 peer, iptables mode) | %.2f MB |\n",
               static_cast<double>(after.rss_kb) / 1024.0);
   std::printf("| CPU used while idle for %d s | %.3f s (%.3f %%) |\n", seconds,

@@ -21,6 +21,9 @@
 #include "kernel/iface_select.h"
 #include "kernel/netlink/netlink_kernel.h"
 #include "store/etcd/etcd_store.h"
+#include "store/kube/client_config.h"
+#include "store/kube/kube_client.h"
+#include "store/kube/kube_store.h"
 #include "traffic/iptables/iptables_rule_table.h"
 #include "traffic/nft/nft_chain_reader.h"
 #include "traffic/nft/nft_rule_table.h"
@@ -56,6 +59,7 @@ struct Daemon {
   std::shared_ptr<CommandRunner> runner = std::make_shared<SpawnCommandRunner>();
   std::unique_ptr<kernel::Kernel> kernel;
   std::unique_ptr<store::SubnetStore> store;
+  store::kube::KubeStore* kube = nullptr;  // set in kube mode (same object as `store`)
   std::unique_ptr<backend::Network> network;
   std::unique_ptr<traffic::RuleTable> rules;
   std::unique_ptr<NetworkRunner> runner_loop;
@@ -248,15 +252,37 @@ async::Awaitable<void> start(Daemon* d) {
     previous = SubnetEnv{};
   }
   if (o.kube_subnet_mgr) {
-    fail("-kube-subnet-mgr is not available in this build yet (issue #7)");
-    co_return;
+    store::kube::ClientConfigInputs inputs;
+    inputs.kube_api_url = o.kube_api_url;
+    inputs.kubeconfig_file = o.kubeconfig_file;
+    auto client_config = store::kube::loadClientConfig(inputs);
+    if (!client_config) {
+      fail(fmt::format("Kubernetes client: {}", client_config.error().message));
+      co_return;
+    }
+    auto client = store::kube::KubeClient::create(d->io.get_executor(), std::move(*client_config));
+    if (!client) {
+      fail(fmt::format("Kubernetes client: {}", client.error().message));
+      co_return;
+    }
+    store::kube::KubeStoreOptions ko;
+    ko.annotation_prefix = o.kube_annotation_prefix;
+    ko.net_config_path = o.net_config_path;
+    auto kube = co_await store::kube::KubeStore::create(std::move(*client), ko);
+    if (!kube) {
+      fail(kube.error().message);
+      co_return;
+    }
+    d->kube = kube->get();
+    d->store = std::move(*kube);
+  } else {
+    auto store = makeEtcdStore(o, d->io);
+    if (!store) {
+      fail(store.error().message);
+      co_return;
+    }
+    d->store = std::move(*store);
   }
-  auto store = makeEtcdStore(o, d->io);
-  if (!store) {
-    fail(store.error().message);
-    co_return;
-  }
-  d->store = std::move(*store);
 
   auto config =
       co_await waitForNetworkConfig(*d->store, std::chrono::seconds(1), std::chrono::seconds(30));
@@ -265,13 +291,28 @@ async::Awaitable<void> start(Daemon* d) {
         "the network config has no Backend: using udp, as flannel does (set "
         "\"Backend\": {{\"Type\": \"vxlan\"}} for the kernel data path)");
   }
+  auto iface_options = ifaceOptions(o, config);
+  if (d->kube != nullptr) {
+    // Newest flannel: the node's node-public-ip(-v6) annotations replace the flags.
+    auto ips = co_await d->kube->nodePublicIps();
+    if (!ips) {
+      fail(ips.error().message);
+      co_return;
+    }
+    if (ips->ipv4) {
+      iface_options.public_ip = ips->ipv4;
+    }
+    if (ips->ipv6) {
+      iface_options.public_ipv6 = ips->ipv6;
+    }
+  }
   auto kernel = kernel::NetlinkKernel::open();
   if (!kernel) {
     fail(kernel.error().message);
     co_return;
   }
   d->kernel = std::move(*kernel);
-  auto ext = kernel::selectExternalInterface(*d->kernel, ifaceOptions(o, config));
+  auto ext = kernel::selectExternalInterface(*d->kernel, iface_options);
   if (!ext) {
     fail(fmt::format("choosing the external interface: {}", ext.error().message));
     co_return;
@@ -335,6 +376,11 @@ async::Awaitable<void> start(Daemon* d) {
     d->group.spawn("rules", rulesResync(d, *rules));
   }
   d->group.spawn("backend", d->network->run());
+  if (d->kube != nullptr && o.set_node_network_unavailable) {
+    if (auto r = co_await d->kube->setNodeNetworkUnavailable(); !r) {
+      log()->error("setting the node condition NetworkUnavailable=False: {}", r.error().message);
+    }
+  }
   notifyReady();
   if (d->health) {
     d->health->setReady(true);

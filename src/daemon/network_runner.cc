@@ -209,16 +209,8 @@ async::Awaitable<Error> NetworkRunner::watchLoop() {
         events.push_back({store::LeaseEventType::Added, l});
       }
       store::LeaseBatch batch{.events = events, .revision = snap->revision, .resync = true};
-      bool own_present = false;
-      for (const auto& l : snap->leases) {
-        own_present = own_present || l.subnet == own_.subnet;
-      }
-      if (!own_present) {
-        co_return makeError(Errc::Conflict,
-                            fmt::format("our lease {} is no longer in the store (revoked or "
-                                        "expired)",
-                                        subnetKeyName(own_.subnet)));
-      }
+      // Our own lease is not looked for here: the Kubernetes store never lists our own node as
+      // a lease. Losing it shows up as a removal event (etcd) or a failed renewal.
       applyEvents(batch.events, true);
       revision = snap->revision;
       have_listing_ = true;

@@ -43,3 +43,12 @@ flannel_add_test(adopt_e2e_tests
   TIMEOUT 180)
 target_compile_definitions(adopt_e2e_tests PRIVATE FLANNELD_BINARY="$<TARGET_FILE:flanneld>")
 add_dependencies(adopt_e2e_tests flanneld)
+
+flannel_add_test(kube_e2e_tests
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/kube_e2e_test.cc
+  LIBS flannel_test_cluster flannel_test_kube_api
+  LABELS e2e privileged
+  SERIAL
+  TIMEOUT 180)
+target_compile_definitions(kube_e2e_tests PRIVATE FLANNELD_BINARY="$<TARGET_FILE:flanneld>")
+add_dependencies(kube_e2e_tests flanneld)

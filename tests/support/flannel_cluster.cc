@@ -62,7 +62,8 @@ std::filesystem::path FlannelCluster::subnetFile(int i) const {
   return run_->dir() / fmt::format("h{}-subnet.env", i);
 }
 
-Result<void> FlannelCluster::startFlanneld(int i, std::vector<std::string> extra) {
+Result<void> FlannelCluster::startFlanneld(int i, std::vector<std::string> extra,
+                                           std::map<std::string, std::string> env) {
   ChildSpec spec;
   spec.argv = {spec_.flanneld_binary, "-subnet-file=" + subnetFile(i).string()};
   // Defaults that `extra` may replace (a test giving its own -iface or -etcd-endpoints).
@@ -82,6 +83,7 @@ Result<void> FlannelCluster::startFlanneld(int i, std::vector<std::string> extra
   }
   spec.argv.insert(spec.argv.end(), spec_.flanneld_args.begin(), spec_.flanneld_args.end());
   spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
+  spec.env_add = std::move(env);
   spec.log_path = run_->dir() / fmt::format("h{}-flanneld.log", i);
   auto child = host(i).spawn(std::move(spec));
   if (!child) {

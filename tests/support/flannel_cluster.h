@@ -46,7 +46,8 @@ class FlannelCluster {
 
   std::filesystem::path subnetFile(int i) const;
   // Starts flanneld on host i (1-based) with the spec's arguments plus `extra`.
-  Result<void> startFlanneld(int i, std::vector<std::string> extra = {});
+  Result<void> startFlanneld(int i, std::vector<std::string> extra = {},
+                             std::map<std::string, std::string> env = {});
   Result<void> startAll();
   // SIGTERM, wait (bounded), then SIGKILL. Returns its exit status.
   Result<ExitStatus> stopFlanneld(int i);

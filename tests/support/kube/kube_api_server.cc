@@ -944,7 +944,7 @@ Result<std::unique_ptr<KubeApiServer>> KubeApiServer::start(KubeApiServerOptions
       impl->tls = std::move(ctx);
     }
     impl->acceptor.emplace(*impl->io);
-    tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
+    tcp::endpoint ep(net::ip::make_address(impl->options.bind_address), 0);
     impl->acceptor->open(ep.protocol());
     impl->acceptor->set_option(tcp::acceptor::reuse_address(true));
     impl->acceptor->bind(ep);
@@ -963,7 +963,8 @@ Result<std::unique_ptr<KubeApiServer>> KubeApiServer::start(KubeApiServerOptions
 }
 
 std::string KubeApiServer::url() const {
-  return fmt::format("{}://127.0.0.1:{}", impl_->tls ? "https" : "http", impl_->port);
+  return fmt::format("{}://{}:{}", impl_->tls ? "https" : "http", impl_->options.bind_address,
+                     impl_->port);
 }
 
 uint16_t KubeApiServer::port() const {

@@ -74,6 +74,10 @@ struct KubeNodeSpec {
 };
 
 struct KubeApiServerOptions {
+  // Address to listen on. A test that wants hosts in other network namespaces to reach the
+  // server calls start() from a thread that setns()-ed into one of its own namespaces and binds
+  // that namespace's address: the listening socket stays in that namespace.
+  std::string bind_address = "127.0.0.1";
   bool tls = false;
   std::string cert_file{};       // server certificate chain (PEM), for tls
   std::string key_file{};        // server key (PEM)
