@@ -82,6 +82,11 @@ class MasqPrivileged : public ::testing::TestWithParam<Mode> {
       auto env = cluster_->waitSubnetEnv(i, 20s);
       ASSERT_TRUE(env) << env.error().message;
       EXPECT_EQ(env->ipmasq, true);
+      // subnet.env is written before the rules; "running" is logged once they are in place.
+      ASSERT_TRUE(pollUntil(
+          [&] { return cluster_->flanneldLog(i).find("flanneld is running") != std::string::npos; },
+          20s))
+          << cluster_->flanneldLog(i);
       auto pod = cluster_->addPod(i);
       ASSERT_TRUE(pod) << pod.error().message;
     }
@@ -251,7 +256,14 @@ TEST_P(MasqPrivileged, ANewSubnetAfterARestartReplacesTheOldSubnetsRules) {
       20s);
   ASSERT_TRUE(moved) << cluster_->flanneldLog(1);
   const std::string new_subnet = asInRules(*second->subnet);
-  // subnet.env is written after the rules: they are in place now.
+  // subnet.env is written before the rules; "running" is logged once they are in place.
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        const auto log = cluster_->flanneldLog(1);
+        return log.find("flanneld is running") != log.rfind("flanneld is running");
+      },
+      20s))
+      << cluster_->flanneldLog(1);
   expectCompleteRules(1);
   const std::string rules = fmt::format("{}", fmt::join(ourRules(1), "\n"));
   EXPECT_THAT(rules, HasSubstr(new_subnet)) << dump(1);
