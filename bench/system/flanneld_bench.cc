@@ -102,6 +102,8 @@ int startup(int runs) {
 
 struct ProcStat {
   long rss_kb = 0;
+  long pss_kb = 0;
+  long private_kb = 0;
   double cpu_s = 0;
 };
 
@@ -111,6 +113,14 @@ ProcStat procStat(pid_t pid) {
   for (std::string line; std::getline(status, line);) {
     if (line.rfind("VmRSS:", 0) == 0) {
       s.rss_kb = std::stol(line.substr(6));
+    }
+  }
+  std::ifstream rollup(fmt::format("/proc/{}/smaps_rollup", pid));
+  for (std::string line; std::getline(rollup, line);) {
+    if (line.rfind("Pss:", 0) == 0) {
+      s.pss_kb = std::stol(line.substr(4));
+    } else if (line.rfind("Private_Clean:", 0) == 0 || line.rfind("Private_Dirty:", 0) == 0) {
+      s.private_kb += std::stol(line.substr(line.find(':') + 1));
     }
   }
   std::ifstream stat(fmt::format("/proc/{}/stat", pid));
@@ -194,6 +204,10 @@ int idle(int seconds) {
   }
   std::printf("| idle flanneld RSS (vxlan, 1 peer, iptables mode) | %.2f MB |\n",
               static_cast<double>(after.rss_kb) / 1024.0);
+  std::printf(
+      "| same, PSS (shared library pages divided among their users) / private | %.2f / "
+      "%.2f MB |\n",
+      static_cast<double>(after.pss_kb) / 1024.0, static_cast<double>(after.private_kb) / 1024.0);
   std::printf("| CPU used while idle for %d s | %.3f s (%.3f %%) |\n", seconds,
               after.cpu_s - before.cpu_s, 100.0 * (after.cpu_s - before.cpu_s) / seconds);
   std::printf("| processes forked while idle for %d s | %zu |\n", seconds, forked.size());
@@ -201,14 +215,14 @@ int idle(int seconds) {
 }
 
 size_t peerRoutes(FlannelCluster& c, int i) {
-  auto r = c.host(i).ip({"route", "show", "10.5.0.0/16"});
+  auto r = c.host(i).ip({"route", "show", "dev", "flannel.1"});
   if (!r) {
     return 0;
   }
   size_t n = 0;
   std::istringstream in(r->out);
   for (std::string line; std::getline(in, line);) {
-    n += line.find("dev flannel.1") != std::string::npos ? 1 : 0;
+    n += line.find(" onlink") != std::string::npos ? 1 : 0;
   }
   return n;
 }
