@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +58,12 @@ struct LeaseBatch {
   Revision revision = 0;  // pass to the next nextEvents()
   bool resync = false;    // true when the batch is a diff against a fresh listing
 };
+
+// The events that turn lease set `before` into `after` (both keyed by subnet): Removed for each
+// subnet only in `before` (carrying its last lease), Added for each new or changed one. This is
+// what a resync after compaction or a relist reports. Pure.
+std::vector<LeaseEvent> diffLeaseSets(const std::map<SubnetKey, Lease>& before,
+                                      const std::map<SubnetKey, Lease>& after);
 
 struct AcquireRequest {
   LeaseAttrs attrs{};                      // what we publish (PublicIP, backend data)

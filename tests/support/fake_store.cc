@@ -187,17 +187,7 @@ async::Awaitable<Result<LeaseBatch>> FakeStore::nextEvents(store::Revision since
       LeaseBatch batch;
       batch.resync = true;
       batch.revision = snap->revision;
-      for (const auto& [key, l] : old) {
-        if (!known_.count(key)) {
-          batch.events.push_back({LeaseEventType::Removed, l});
-        }
-      }
-      for (const auto& [key, l] : known_) {
-        auto it = old.find(key);
-        if (it == old.end() || !(it->second == l)) {
-          batch.events.push_back({LeaseEventType::Added, l});
-        }
-      }
+      batch.events = store::diffLeaseSets(old, known_);
       co_return batch;
     }
     LeaseBatch batch;

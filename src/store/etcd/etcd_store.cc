@@ -367,17 +367,7 @@ async::Awaitable<Result<LeaseBatch>> EtcdStore::resync() {
   LeaseBatch batch;
   batch.resync = true;
   batch.revision = snap->revision;
-  for (const auto& [key, l] : old) {
-    if (!known_.count(key)) {
-      batch.events.push_back({LeaseEventType::Removed, l});
-    }
-  }
-  for (const auto& [key, l] : known_) {
-    auto it = old.find(key);
-    if (it == old.end() || !(it->second == l)) {
-      batch.events.push_back({LeaseEventType::Added, l});
-    }
-  }
+  batch.events = diffLeaseSets(old, known_);
   co_return batch;
 }
 

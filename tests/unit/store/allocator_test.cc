@@ -1,4 +1,5 @@
 #include "store/allocator.h"
+#include "store/store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -109,6 +110,35 @@ TEST(SubnetFitsConfig, ChecksRangeLengthAndFamilies) {
   EXPECT_FALSE(subnetFitsConfig({.ipv4 = net("10.6.10.0/24"), .ipv6 = std::nullopt}, c));
   EXPECT_FALSE(subnetFitsConfig({.ipv4 = std::nullopt, .ipv6 = net("fd55::/64")}, c));
   EXPECT_FALSE(subnetFitsConfig({.ipv4 = net("10.5.10.0/24"), .ipv6 = net("fd55::/64")}, c));
+}
+
+}  // namespace
+}  // namespace flannel::store
+
+namespace flannel::store {
+namespace {
+
+TEST(DiffLeaseSets, RemovedCarryTheLastLeaseAddedCoverNewAndChanged) {
+  auto lease = [](const char* subnet, int host) {
+    Lease l;
+    l.subnet.ipv4 = IpNet::parse(subnet).value();
+    l.attrs.public_ip = Ip4::fromBytes(192, 168, 91, static_cast<uint8_t>(host));
+    return l;
+  };
+  std::map<SubnetKey, Lease> before = {{lease("10.5.1.0/24", 11).subnet, lease("10.5.1.0/24", 11)},
+                                       {lease("10.5.2.0/24", 12).subnet, lease("10.5.2.0/24", 12)},
+                                       {lease("10.5.3.0/24", 13).subnet, lease("10.5.3.0/24", 13)}};
+  std::map<SubnetKey, Lease> after = {{lease("10.5.1.0/24", 11).subnet, lease("10.5.1.0/24", 11)},
+                                      {lease("10.5.2.0/24", 22).subnet, lease("10.5.2.0/24", 22)},
+                                      {lease("10.5.4.0/24", 14).subnet, lease("10.5.4.0/24", 14)}};
+  auto events = diffLeaseSets(before, after);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].type, LeaseEventType::Removed);
+  EXPECT_EQ(events[0].lease, lease("10.5.3.0/24", 13));
+  EXPECT_EQ(events[1].type, LeaseEventType::Added);
+  EXPECT_EQ(events[1].lease, lease("10.5.2.0/24", 22));
+  EXPECT_EQ(events[2].lease, lease("10.5.4.0/24", 14));
+  EXPECT_TRUE(diffLeaseSets(after, after).empty());
 }
 
 }  // namespace
