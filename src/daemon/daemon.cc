@@ -230,6 +230,36 @@ async::Awaitable<void> rulesResync(Daemon* d, traffic::RuleSet rules) {
   }
 }
 
+// -ip-blackhole-route (newest flannel): a blackhole route for our own pod subnet, so that its
+// traffic never leaks to the default route while no pod (cni0) covers it. It carries a high
+// metric so it never replaces the connected route of the pod bridge, and is re-ensured every
+// -iptables-resync seconds, the first time after one period, as flannel does.
+inline constexpr uint32_t kBlackholeMetric = 10000;
+
+async::Awaitable<void> blackholeRoutes(Daemon* d, Lease lease) {
+  const auto period = std::chrono::seconds(d->options.iptables_resync);
+  bool logged = false;
+  for (;;) {
+    co_await sleepFor(period);
+    for (const auto& subnet : {lease.subnet.ipv4, lease.subnet.ipv6}) {
+      if (!subnet) {
+        continue;
+      }
+      kernel::Route r;
+      r.dst = *subnet;
+      r.type = kernel::kRouteBlackhole;
+      r.metric = kBlackholeMetric;
+      if (auto ok = d->kernel->replaceRoute(r); !ok) {
+        log()->error("blackhole route for {}: {}", subnet->toString(), ok.error().message);
+      } else if (!logged) {
+        log()->info("blackhole route for {} in place (metric {})", subnet->toString(),
+                    kBlackholeMetric);
+      }
+    }
+    logged = true;
+  }
+}
+
 async::Awaitable<void> keepLease(Daemon* d) {
   auto lost = co_await d->keeper->run();
   d->finish(1,
@@ -376,6 +406,9 @@ async::Awaitable<void> start(Daemon* d) {
     d->group.spawn("rules", rulesResync(d, *rules));
   }
   d->group.spawn("backend", d->network->run());
+  if (o.ip_blackhole_route) {
+    d->group.spawn("blackhole", blackholeRoutes(d, lease));
+  }
   if (d->kube != nullptr && o.set_node_network_unavailable) {
     if (auto r = co_await d->kube->setNodeNetworkUnavailable(); !r) {
       log()->error("setting the node condition NetworkUnavailable=False: {}", r.error().message);

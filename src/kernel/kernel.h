@@ -39,16 +39,17 @@ namespace flannel::kernel {
 
 // rtnetlink numbers used in the value types (linux/rtnetlink.h), spelled once here so that
 // code above the seam never includes kernel headers.
-inline constexpr uint32_t kMainTable = 254;   // RT_TABLE_MAIN
-inline constexpr uint32_t kLocalTable = 255;  // RT_TABLE_LOCAL
-inline constexpr uint8_t kProtoKernel = 2;    // RTPROT_KERNEL: connected routes
-inline constexpr uint8_t kProtoBoot = 3;      // RTPROT_BOOT: the netlink default, flannel's
-inline constexpr uint8_t kProtoStatic = 4;    // RTPROT_STATIC
-inline constexpr uint8_t kScopeUniverse = 0;  // RT_SCOPE_UNIVERSE
-inline constexpr uint8_t kScopeLink = 253;    // RT_SCOPE_LINK
-inline constexpr uint8_t kScopeHost = 254;    // RT_SCOPE_HOST
-inline constexpr uint8_t kRouteUnicast = 1;   // RTN_UNICAST
-inline constexpr uint8_t kRouteLocal = 2;     // RTN_LOCAL
+inline constexpr uint32_t kMainTable = 254;    // RT_TABLE_MAIN
+inline constexpr uint32_t kLocalTable = 255;   // RT_TABLE_LOCAL
+inline constexpr uint8_t kProtoKernel = 2;     // RTPROT_KERNEL: connected routes
+inline constexpr uint8_t kProtoBoot = 3;       // RTPROT_BOOT: the netlink default, flannel's
+inline constexpr uint8_t kProtoStatic = 4;     // RTPROT_STATIC
+inline constexpr uint8_t kScopeUniverse = 0;   // RT_SCOPE_UNIVERSE
+inline constexpr uint8_t kScopeLink = 253;     // RT_SCOPE_LINK
+inline constexpr uint8_t kScopeHost = 254;     // RT_SCOPE_HOST
+inline constexpr uint8_t kRouteUnicast = 1;    // RTN_UNICAST
+inline constexpr uint8_t kRouteLocal = 2;      // RTN_LOCAL
+inline constexpr uint8_t kRouteBlackhole = 6;  // RTN_BLACKHOLE
 // IPv6 routes added without a metric get this one (IP6_RT_PRIO_USER); IPv4 ones get 0.
 inline constexpr uint32_t kIpv6DefaultMetric = 1024;
 // The Linux vxlan driver's default UDP port (not IANA's 4789), used when VxlanSpec::port is 0.

@@ -157,6 +157,22 @@ TEST_F(FlanneldE2e, RoutesDeletedBehindOurBackComeBackWithinFiveSeconds) {
   EXPECT_TRUE(cluster_->pod(1).ping(cluster_->podIp(2), 5s));
 }
 
+TEST_F(FlanneldE2e, BlackholeRouteForTheOwnSubnetWithIpBlackholeRoute) {
+  start(2, R"({"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}})",
+        {"-ip-blackhole-route", "-iptables-resync=1"});
+  auto own = subnets_.at(1).toString();
+  bool present = pollUntil(
+      [&] {
+        auto r = cluster_->host(1).ip({"route", "show", "type", "blackhole"});
+        return r && r->out.find(own) != std::string::npos;
+      },
+      10s);
+  EXPECT_TRUE(present) << cluster_->flanneldLog(1);
+  // It does not replace the pod's connected route: pods still talk.
+  EXPECT_TRUE(cluster_->pod(1).ping(cluster_->podIp(2), 5s));
+  EXPECT_TRUE(cluster_->pod(2).ping(cluster_->podIp(1), 5s));
+}
+
 TEST_F(FlanneldE2e, BadStartsAreClearAndRetryWhereFlannelRetries) {
   FlannelClusterSpec spec;
   spec.hosts = 1;

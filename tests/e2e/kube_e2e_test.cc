@@ -147,3 +147,41 @@ TEST_F(KubeModeE2e, PodsPingAcrossHostsANodeWithoutPodCidrWaitsAndADeletedNodeIs
 
 }  // namespace
 }  // namespace flannel::test
+
+namespace flannel::test {
+namespace {
+
+TEST_F(KubeModeE2e, HostGwPodsPingAcrossHosts) {
+  std::ofstream(net_conf_) << R"({"Network": "10.5.0.0/16", "Backend": {"Type": "host-gw"}})";
+  for (int i = 1; i <= 3; ++i) {
+    api_->putNode({.name = fmt::format("h{}", i),
+                   .annotations = {},
+                   .pod_cidrs = {fmt::format("10.5.{}.0/24", i)},
+                   .labels = {},
+                   .internal_ip = ""});
+    ASSERT_TRUE(startHost(i));
+  }
+  for (int i = 1; i <= 3; ++i) {
+    auto env = cluster_->waitSubnetEnv(i, 20s);
+    ASSERT_TRUE(env) << env.error().message;
+    EXPECT_EQ(env->mtu, 1500u) << "host-gw has no tunnel overhead";
+    ASSERT_TRUE(cluster_->addPod(i));
+  }
+  for (int i = 1; i <= 3; ++i) {
+    for (int j = 1; j <= 3; ++j) {
+      if (i != j) {
+        EXPECT_TRUE(cluster_->pod(i).ping(cluster_->podIp(j), 10s))
+            << "pod " << i << " -> pod " << j << "\n"
+            << cluster_->flanneldLog(i);
+      }
+    }
+  }
+  EXPECT_THAT(routeOn(1, "10.5.2.0/24"), HasSubstr("via 192.168.91.12 dev eth0"));
+  auto ann = api_->annotations("h2");
+  ASSERT_TRUE(ann);
+  EXPECT_EQ(ann->at("flannel.alpha.coreos.com/backend-type"), "host-gw");
+  EXPECT_EQ(ann->at("flannel.alpha.coreos.com/backend-data"), "null");
+}
+
+}  // namespace
+}  // namespace flannel::test
