@@ -19,6 +19,15 @@ Result<Json> parseJson(std::string_view text, std::string_view what) noexcept {
   }
 }
 
+Result<Json> parseJsonObject(std::string_view text, std::string_view what) noexcept {
+  auto doc = parseJson(text, what);
+  if (doc && !doc->is_object()) {
+    return invalidInput(
+        fmt::format("{}: expected a JSON object, got {}", what, jsonTypeName(*doc)));
+  }
+  return doc;
+}
+
 Result<std::string> compactJson(std::string_view text, std::string_view what) noexcept {
   auto j = parseJson(text, what);
   if (!j) {

@@ -19,6 +19,9 @@ using Json = nlohmann::ordered_json;
 // Parses `text` as one JSON value. `what` names the document in the error message.
 Result<Json> parseJson(std::string_view text, std::string_view what) noexcept;
 
+// parseJson() that also requires a JSON object: "<what>: expected a JSON object, got an array".
+Result<Json> parseJsonObject(std::string_view text, std::string_view what) noexcept;
+
 // Compact re-encoding of any JSON text (validates it); keeps object key order.
 Result<std::string> compactJson(std::string_view text, std::string_view what) noexcept;
 

@@ -127,13 +127,9 @@ std::string encodeLeaseAttrs(const LeaseAttrs& a) {
 
 Result<LeaseAttrs> decodeLeaseAttrs(std::string_view json) noexcept {
   try {
-    auto doc = parseJson(json, "lease value");
+    auto doc = parseJsonObject(json, "lease value");
     if (!doc) {
       return doc.error();
-    }
-    if (!doc->is_object()) {
-      return invalidInput(
-          fmt::format("lease value: expected a JSON object, got {}", jsonTypeName(*doc)));
     }
     LeaseAttrs a;
     auto fail = [](const Error& e) { return e.context("lease value"); };

@@ -181,13 +181,9 @@ std::optional<IpNet> NetworkConfig::ruleIPv6Network() const {
 
 Result<NetworkConfig> parseNetworkConfig(std::string_view text) noexcept {
   try {
-    auto doc = parseJson(text, "network config");
+    auto doc = parseJsonObject(text, "network config");
     if (!doc) {
       return doc.error();
-    }
-    if (!doc->is_object()) {
-      return invalidInput(
-          fmt::format("network config: expected a JSON object, got {}", jsonTypeName(*doc)));
     }
     const Json& obj = *doc;
     NetworkConfig c;

@@ -29,12 +29,9 @@ std::optional<std::string> processEnv(const std::string& name) {
 
 Result<ExtensionConfig> parseExtensionConfig(std::string_view backend_json) noexcept {
   try {
-    auto doc = parseJson(backend_json, "Backend");
+    auto doc = parseJsonObject(backend_json, "Backend");
     if (!doc) {
       return doc.error();
-    }
-    if (!doc->is_object()) {
-      return invalidInput("Backend: expected an object");
     }
     ExtensionConfig c;
     for (auto [name, dest] : {std::pair{"PreStartupCommand", &c.pre_startup},

@@ -22,12 +22,9 @@ std::string deviceName(bool v6, uint32_t vni) {
 
 Result<VxlanConfig> parseVxlanConfig(std::string_view backend_json) noexcept {
   try {
-    auto doc = parseJson(backend_json, "Backend");
+    auto doc = parseJsonObject(backend_json, "Backend");
     if (!doc) {
       return doc.error();
-    }
-    if (!doc->is_object()) {
-      return invalidInput("Backend: expected an object");
     }
     VxlanConfig c;
     auto fail = [](const Error& e) { return e.context("vxlan backend config"); };
@@ -76,12 +73,9 @@ std::string encodeVxlanData(uint32_t vni, const Mac& mac) {
 
 Result<Mac> decodeVtepMac(std::string_view backend_data) noexcept {
   try {
-    auto doc = parseJson(backend_data, "BackendData");
+    auto doc = parseJsonObject(backend_data, "BackendData");
     if (!doc) {
       return doc.error();
-    }
-    if (!doc->is_object()) {
-      return invalidInput("BackendData: expected an object with a VtepMAC");
     }
     auto mac_text = getString(*doc, "VtepMAC", "BackendData.VtepMAC");
     if (!mac_text) {
