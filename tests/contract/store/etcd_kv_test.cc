@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "contract/store/run_sync.h"
+#include "contract/store/etcd_suite.h"
 #include "support/etcd_cluster.h"
 #include "support/test_run.h"
 
@@ -15,42 +15,19 @@ namespace {
 using flannel::test::runSync;
 using namespace std::chrono_literals;
 
-class EtcdKvTest : public ::testing::Test {
+class EtcdKvTest : public flannel::test::EtcdSuite {
  protected:
-  static void SetUpTestSuite() {
-    auto run = flannel::test::TestRun::create();
-    ASSERT_TRUE(run) << run.error().message;
-    run_ = std::move(*run);
-    auto cluster = flannel::test::EtcdCluster::startOnLoopback(*run_, 1);
-    ASSERT_TRUE(cluster) << cluster.error().message;
-    cluster_ = std::move(*cluster);
-  }
-  static void TearDownTestSuite() {
-    cluster_.reset();
-    run_.reset();
-  }
+  static void SetUpTestSuite() { startEtcd(); }
   void SetUp() override {
-    ASSERT_TRUE(cluster_) << "etcd did not start";
+    EtcdSuite::SetUp();
     auto kv = EtcdKv::create(io_.get_executor(), EtcdOptions{.endpoints = {endpoint()}});
     ASSERT_TRUE(kv) << kv.error().message;
     kv_ = std::move(*kv);
-    prefix_ = "/kvtest/" +
-              std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "/";
-  }
-  static std::string endpoint() { return cluster_->clientEndpoints(); }
-
-  template <class T>
-  T sync(async::Awaitable<T> a) {
-    auto r = runSync(io_, std::move(a));
-    EXPECT_TRUE(r.has_value()) << "coroutine did not finish in time";
-    return r ? std::move(*r) : T(makeError(Errc::Timeout, "test deadline"));
+    prefix_ = "/kvtest/" + testName() + "/";
   }
 
-  net::io_context io_;
   std::unique_ptr<EtcdKv> kv_;
   std::string prefix_;
-  static inline std::unique_ptr<flannel::test::TestRun> run_;
-  static inline std::unique_ptr<flannel::test::EtcdCluster> cluster_;
 };
 
 TEST_F(EtcdKvTest, PutGetRangeDeleteWithBinarySafeKeys) {

@@ -5,7 +5,7 @@
 
 #include <fstream>
 
-#include "contract/store/run_sync.h"
+#include "contract/store/etcd_suite.h"
 #include "store/etcd/etcd_kv.h"
 #include "support/child_process.h"
 #include "support/etcd_cluster.h"
@@ -192,16 +192,12 @@ TEST_F(EtcdTls, UnreadableOrMismatchedFilesAreNamed) {
   EXPECT_THAT(mismatch.error().message, HasSubstr("mismatch"));
 }
 
-class EtcdAuth : public ::testing::Test {
+class EtcdAuth : public flannel::test::EtcdSuite {
  protected:
   static void SetUpTestSuite() {
-    auto run = flannel::test::TestRun::create();
-    ASSERT_TRUE(run) << run.error().message;
-    run_ = std::move(*run);
     // Tokens live 2 s, so the refresh path is exercised without a long wait.
-    auto cluster = flannel::test::EtcdCluster::startOnLoopback(*run_, 1, {"--auth-token-ttl=2"});
-    ASSERT_TRUE(cluster) << cluster.error().message;
-    cluster_ = std::move(*cluster);
+    startEtcd({"--auth-token-ttl=2"});
+    ASSERT_TRUE(cluster_);
     for (std::vector<std::string> args :
          {std::vector<std::string>{"user", "add", "root", "--new-user-password=rootpw"},
           {"user", "grant-role", "root", "root"},
@@ -214,10 +210,6 @@ class EtcdAuth : public ::testing::Test {
       ASSERT_TRUE(r) << r.error().message;
     }
   }
-  static void TearDownTestSuite() {
-    cluster_.reset();
-    run_.reset();
-  }
   EtcdOptions options(std::string user, std::string password) {
     return EtcdOptions{.endpoints = {cluster_->clientEndpoints()},
                        .tls = {},
@@ -225,15 +217,6 @@ class EtcdAuth : public ::testing::Test {
                        .password = std::move(password),
                        .request_timeout = 3000ms};
   }
-  template <class T>
-  T sync(async::Awaitable<T> a) {
-    auto r = runSync(io_, std::move(a));
-    EXPECT_TRUE(r.has_value()) << "coroutine did not finish in time";
-    return r ? std::move(*r) : T(makeError(Errc::Timeout, "test deadline"));
-  }
-  net::io_context io_;
-  static inline std::unique_ptr<flannel::test::TestRun> run_;
-  static inline std::unique_ptr<flannel::test::EtcdCluster> cluster_;
 };
 
 TEST_F(EtcdAuth, RightPasswordReadsAndWritesAndAnExpiredTokenIsRenewed) {

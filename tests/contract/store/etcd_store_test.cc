@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <set>
 
-#include "contract/store/run_sync.h"
+#include "contract/store/etcd_suite.h"
 #include "support/etcd_cluster.h"
 #include "support/test_run.h"
 
@@ -29,24 +29,12 @@ LeaseAttrs hostAttrs(int n, std::string data = R"({"VNI":1,"VtepMAC":"aa:bb:cc:d
                     .backend_v6_data = ""};
 }
 
-class EtcdStoreTest : public ::testing::Test {
+class EtcdStoreTest : public flannel::test::EtcdSuite {
  protected:
-  static void SetUpTestSuite() {
-    auto run = flannel::test::TestRun::create();
-    ASSERT_TRUE(run) << run.error().message;
-    run_ = std::move(*run);
-    auto cluster = flannel::test::EtcdCluster::startOnLoopback(*run_, 1);
-    ASSERT_TRUE(cluster) << cluster.error().message;
-    cluster_ = std::move(*cluster);
-  }
-  static void TearDownTestSuite() {
-    cluster_.reset();
-    run_.reset();
-  }
+  static void SetUpTestSuite() { startEtcd(); }
   void SetUp() override {
-    ASSERT_TRUE(cluster_) << "etcd did not start";
-    prefix_ = std::string("/storetest/") +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name() + "/network";
+    EtcdSuite::SetUp();
+    prefix_ = "/storetest/" + testName() + "/network";
     raw_ = newKv();
   }
 
@@ -84,18 +72,8 @@ class EtcdStoreTest : public ::testing::Test {
     return r ? r->kvs : std::vector<KeyValue>{};
   }
 
-  template <class T>
-  T sync(async::Awaitable<T> a) {
-    auto r = runSync(io_, std::move(a));
-    EXPECT_TRUE(r.has_value()) << "coroutine did not finish in time";
-    return r ? std::move(*r) : T(makeError(Errc::Timeout, "test deadline"));
-  }
-
-  net::io_context io_;
   std::string prefix_;
   std::unique_ptr<EtcdKv> raw_;
-  static inline std::unique_ptr<flannel::test::TestRun> run_;
-  static inline std::unique_ptr<flannel::test::EtcdCluster> cluster_;
 };
 
 TEST_F(EtcdStoreTest, ConfigMissingInvalidAndValid) {
