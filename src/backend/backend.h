@@ -31,6 +31,7 @@
 #include "core/result.h"
 #include "kernel/iface_select.h"
 #include "kernel/kernel.h"
+#include "kernel/packet_io.h"
 #include "kernel/reconcile.h"
 
 namespace flannel::backend {
@@ -42,6 +43,15 @@ struct Peer {
   bool v4_on_link = false;
   bool v6_on_link = false;
   friend bool operator==(const Peer&, const Peer&) = default;
+};
+
+// One value a backend reports for /metrics (a Prometheus counter unless `counter` is false).
+struct Stat {
+  std::string name{};
+  std::string help{};
+  std::vector<std::pair<std::string, std::string>> labels{};
+  double value = 0;
+  bool counter = true;
 };
 
 class Network {
@@ -67,13 +77,16 @@ class Network {
   virtual void peersRemoved(const std::vector<Lease>& /*removed*/) {}
   // Long-running work (data path); the default has none.
   virtual async::Awaitable<void> run() { co_return; }
+  // Counters of the backend's own work (the udp data path); read on the control thread.
+  virtual std::vector<Stat> stats() const { return {}; }
 };
 
 struct Context {
   NetworkConfig config{};
   kernel::ExternalInterface ext{};
-  kernel::Kernel* kernel = nullptr;  // not owned; outlives the network
-  CommandRunner* runner = nullptr;   // not owned; for hook-running backends
+  kernel::Kernel* kernel = nullptr;       // not owned; outlives the network
+  CommandRunner* runner = nullptr;        // not owned; for hook-running backends
+  kernel::PacketIo* packet_io = nullptr;  // not owned; TUN and UDP sockets (udp backend)
 };
 
 // Creates the backend named by config.backend_type (lower case). Unknown names are an error

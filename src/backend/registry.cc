@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "backend/extension/extension_network.h"
 #include "backend/hostgw/hostgw_network.h"
+#include "backend/udp/udp_network.h"
 #include "backend/vxlan/vxlan_network.h"
 #include "core/strings.h"
 
@@ -29,7 +30,7 @@ constexpr Entry kBackends[] = {
     {"host-gw", &hostgw::HostGwNetwork::create, ""},
     {"alloc", &makeAlloc, ""},
     {"extension", &extension::ExtensionNetwork::create, ""},
-    {"udp", nullptr, "the udp data path is not built yet"},
+    {"udp", &udp::UdpNetwork::create, ""},
     {"ipip", nullptr, "not implemented"},
     {"wireguard", nullptr, "not implemented"},
     {"ipsec", nullptr, "not implemented"},

@@ -20,6 +20,7 @@
 #include "daemon/sd_notify.h"
 #include "kernel/iface_select.h"
 #include "kernel/netlink/netlink_kernel.h"
+#include "kernel/tun/linux_packet_io.h"
 #include "store/etcd/etcd_store.h"
 #include "store/kube/client_config.h"
 #include "store/kube/kube_client.h"
@@ -58,6 +59,7 @@ struct Daemon {
 
   std::shared_ptr<CommandRunner> runner = std::make_shared<SpawnCommandRunner>();
   std::unique_ptr<kernel::Kernel> kernel;
+  kernel::LinuxPacketIo packet_io;
   std::unique_ptr<store::SubnetStore> store;
   store::kube::KubeStore* kube = nullptr;  // set in kube mode (same object as `store`)
   std::unique_ptr<backend::Network> network;
@@ -352,14 +354,29 @@ async::Awaitable<void> start(Daemon* d) {
               ext->ext_addr ? ext->ext_addr->toString() : std::string("-"),
               ext->ext_v6_addr ? " " + ext->ext_v6_addr->toString() : std::string());
 
-  backend::Context ctx{
-      .config = config, .ext = *ext, .kernel = d->kernel.get(), .runner = d->runner.get()};
+  backend::Context ctx{.config = config,
+                       .ext = *ext,
+                       .kernel = d->kernel.get(),
+                       .runner = d->runner.get(),
+                       .packet_io = &d->packet_io};
   auto network = backend::createNetwork(ctx);
   if (!network) {
     fail(network.error().message);
     co_return;
   }
   d->network = std::move(*network);
+  d->metrics.setCollector([d](Metrics& m) {
+    if (!d->network) {
+      return;
+    }
+    for (const auto& st : d->network->stats()) {
+      if (st.counter) {
+        m.counter(st.name, st.help, st.labels).setTotal(st.value);
+      } else {
+        m.gauge(st.name, st.help, st.labels).set(st.value);
+      }
+    }
+  });
 
   store::AcquireRequest req{.attrs = d->network->leaseAttrs(),
                             .previous_subnet = previous->subnet,

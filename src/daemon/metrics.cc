@@ -139,6 +139,11 @@ Gauge& Metrics::gauge(const std::string& name, const std::string& help, const La
 }
 
 std::string Metrics::render() const {
+  if (collector_) {
+    // Registration belongs to the control thread, as render() does; the collector only adds
+    // series and sets values, it never removes any.
+    collector_(const_cast<Metrics&>(*this));
+  }
   std::string out;
   for (const auto& f : families_) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f->name, escape(f->help, false), f->name,

@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,6 +48,8 @@ class Counter {
   // Adds `by` (must be >= 0; a negative or NaN increment is ignored: counters never go down).
   void inc(double by = 1.0) noexcept;
   double value() const noexcept { return value_.load(std::memory_order_relaxed); }
+  // For a counter mirrored from a monotonic source (a collector): the source's total.
+  void setTotal(double total) noexcept { value_.store(total, std::memory_order_relaxed); }
 
  private:
   std::atomic<double> value_{0.0};
@@ -74,8 +77,12 @@ class Metrics {
   // The gauge series `name{labels}`, created at 0 on first use. Control thread only.
   Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
 
-  // The text exposition format 0.0.4. Control thread only (values are read atomically).
+  // The text exposition format 0.0.4. Control thread only (values are read atomically). Runs
+  // the collector first.
   std::string render() const;
+  // A function render() calls first, to copy values kept elsewhere (the udp data path's
+  // per-worker counters) into series of this registry. Control thread only.
+  void setCollector(std::function<void(Metrics&)> fn) { collector_ = std::move(fn); }
 
   // The Content-Type of render()'s output.
   static constexpr std::string_view kContentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,6 +103,7 @@ class Metrics {
                  const Labels& labels);
 
   std::vector<std::unique_ptr<Family>> families_{};
+  std::function<void(Metrics&)> collector_{};
 };
 
 // Prometheus number text: integers without a fraction ("3", "-2"), others in the shortest form

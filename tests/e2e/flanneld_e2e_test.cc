@@ -33,27 +33,14 @@ class FlanneldE2e : public ::testing::Test {
     auto c = FlannelCluster::create(spec);
     ASSERT_TRUE(c) << c.error().message;
     cluster_ = std::move(*c);
-    ASSERT_TRUE(cluster_->startAll());
-    for (int i = 1; i <= hosts; ++i) {
-      auto env = cluster_->waitSubnetEnv(i, 20s);
-      ASSERT_TRUE(env) << env.error().message;
-      subnets_[i] = *env->subnet;
-      auto pod = cluster_->addPod(i);
-      ASSERT_TRUE(pod) << pod.error().message;
-    }
+    auto subnets = cluster_->startAllWithPods(20s);
+    ASSERT_TRUE(subnets) << subnets.error().message;
+    subnets_ = *subnets;
   }
   // Every pod pings every other pod (bounded: a few seconds per pair while routes converge).
   void expectFullMesh() {
-    for (int i = 1; i <= cluster_->hosts(); ++i) {
-      for (int j = 1; j <= cluster_->hosts(); ++j) {
-        if (i == j) {
-          continue;
-        }
-        auto r = cluster_->pod(i).ping(cluster_->podIp(j), 10s);
-        EXPECT_TRUE(r) << "pod " << i << " -> pod " << j << " (" << cluster_->podIp(j)
-                       << "): " << (r ? "" : r.error().message) << "\nh" << i << " log:\n"
-                       << cluster_->flanneldLog(i);
-      }
+    for (const auto& failure : cluster_->meshFailures(10s)) {
+      ADD_FAILURE() << failure;
     }
   }
   std::string routeTo(int host, int peer) {
@@ -135,13 +122,7 @@ TEST_F(FlanneldE2e, RestartKeepsTheSubnetAndPodsKeepTalkingThroughIt) {
   EXPECT_TRUE(cluster_->pod(2).ping(cluster_->podIp(1), 3s));
   ASSERT_TRUE(cluster_->startFlanneld(2));
   // Same subnet back (PublicIP match and the previous subnet.env).
-  bool same = pollUntil(
-      [&] {
-        auto log = cluster_->flanneldLog(2);
-        return log.find("flanneld is running") != log.rfind("flanneld is running");
-      },
-      20s);
-  ASSERT_TRUE(same) << cluster_->flanneldLog(2);
+  ASSERT_TRUE(cluster_->waitRunningAgain(2, 20s)) << cluster_->flanneldLog(2);
   auto env = readSubnetEnv(cluster_->subnetFile(2).string());
   ASSERT_TRUE(env && env->subnet);
   EXPECT_EQ(*env->subnet, subnets_.at(2));

@@ -182,4 +182,51 @@ Result<std::string> FlannelCluster::addPod(int i) {
   return ip;
 }
 
+Result<std::map<int, IpNet>> FlannelCluster::startAllWithPods(
+    std::chrono::milliseconds per_host_timeout) {
+  if (auto r = startAll(); !r) {
+    return r.error();
+  }
+  std::map<int, IpNet> subnets;
+  for (int i = 1; i <= hosts(); ++i) {
+    auto env = waitSubnetEnv(i, per_host_timeout);
+    if (!env) {
+      return env.error();
+    }
+    if (!env->subnet) {
+      return invalidInput(fmt::format("h{}: subnet.env has no FLANNEL_SUBNET", i));
+    }
+    subnets[i] = *env->subnet;
+    if (auto pod = addPod(i); !pod) {
+      return pod.error();
+    }
+  }
+  return subnets;
+}
+
+std::vector<std::string> FlannelCluster::meshFailures(std::chrono::milliseconds per_pair) {
+  std::vector<std::string> failures;
+  for (int i = 1; i <= hosts(); ++i) {
+    for (int j = 1; j <= hosts(); ++j) {
+      if (i == j) {
+        continue;
+      }
+      if (auto r = pod(i).ping(podIp(j), per_pair); !r) {
+        failures.push_back(fmt::format("pod {} -> pod {} ({}): {}\nh{} log:\n{}", i, j, podIp(j),
+                                       r.error().message, i, flanneldLog(i)));
+      }
+    }
+  }
+  return failures;
+}
+
+bool FlannelCluster::waitRunningAgain(int i, std::chrono::milliseconds timeout) {
+  return pollUntil(
+      [&] {
+        const auto log = flanneldLog(i);
+        return log.find("flanneld is running") != log.rfind("flanneld is running");
+      },
+      timeout);
+}
+
 }  // namespace flannel::test

@@ -60,6 +60,16 @@ class FlannelCluster {
   std::string podIp(int i) const { return pod_ips_.at(i); }
   std::string flanneldLog(int i);
 
+  // startAll(), then for every host: wait for subnet.env and add its pod. Returns each host's
+  // subnet (1-based).
+  Result<std::map<int, IpNet>> startAllWithPods(std::chrono::milliseconds per_host_timeout);
+  // Every pod pings every other pod; one line per pair that failed (with that host's log), empty
+  // when all pairs answered.
+  std::vector<std::string> meshFailures(std::chrono::milliseconds per_pair);
+  // After startFlanneld(i) on a host that ran before: waits until the log says "flanneld is
+  // running" a second time.
+  bool waitRunningAgain(int i, std::chrono::milliseconds timeout);
+
  private:
   FlannelCluster() = default;
   FlannelClusterSpec spec_;

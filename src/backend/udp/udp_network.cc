@@ -1,0 +1,277 @@
+#include "backend/udp/udp_network.h"
+
+#include <fmt/format.h>
+
+#include <thread>
+
+#include "core/json_util.h"
+#include "core/log.h"
+
+namespace flannel::backend::udp {
+
+namespace {
+
+std::shared_ptr<spdlog::logger> log() {
+  return logger("backend.udp");
+}
+
+constexpr unsigned kMaxQueues = 8;
+
+}  // namespace
+
+Result<UdpConfig> parseUdpConfig(std::string_view backend_json) noexcept {
+  try {
+    auto doc = parseJsonObject(backend_json, "Backend");
+    if (!doc) {
+      return doc.error();
+    }
+    auto fail = [](const Error& e) { return e.context("udp backend config"); };
+    UdpConfig c;
+    auto port = getUint(*doc, "Port", "Backend.Port", 65535);
+    if (!port) {
+      return fail(port.error());
+    }
+    if (*port && **port != 0) {
+      c.port = static_cast<uint16_t>(**port);
+    }
+    auto queues = getUint(*doc, "Queues", "Backend.Queues", kMaxQueues);
+    if (!queues) {
+      return fail(queues.error());
+    }
+    if (*queues) {
+      c.queues = static_cast<unsigned>(**queues);
+    }
+    auto offload = getBool(*doc, "Offload", "Backend.Offload");
+    if (!offload) {
+      return fail(offload.error());
+    }
+    if (*offload) {
+      c.offload = **offload;
+    }
+    return c;
+  } catch (const std::exception& e) {
+    return invalidInput(fmt::format("udp backend config: {}", e.what()));
+  }
+}
+
+UdpNetwork::UdpNetwork(NetworkConfig config, kernel::ExternalInterface ext, kernel::Kernel& kernel)
+    : config_(std::move(config)), ext_(std::move(ext)), kernel_(kernel) {}
+
+UdpNetwork::~UdpNetwork() {
+  if (dataplane_) {
+    dataplane_->stop();
+  }
+}
+
+Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
+  if (!ctx.config.enable_ipv4 || !ctx.config.ruleNetwork()) {
+    return invalidInput("udp: the udp backend carries IPv4 only; the config needs Network");
+  }
+  if (ctx.config.enable_ipv6) {
+    return invalidInput("udp: IPv6 (EnableIPv6) is not supported by the udp backend");
+  }
+  if (!ctx.ext.iface_addr || !ctx.ext.ext_addr) {
+    return invalidInput(fmt::format("udp: interface {} has no IPv4 address to bind the socket to",
+                                    ctx.ext.link.name));
+  }
+  if (ctx.packet_io == nullptr) {
+    return makeError(Errc::Internal, "udp: no packet I/O available");
+  }
+  auto cfg = parseUdpConfig(ctx.config.backend_json);
+  if (!cfg) {
+    return cfg.error();
+  }
+  if (ctx.ext.mtu() <= kUdpOverhead + kIpv4MinHeader) {
+    return invalidInput(
+        fmt::format("udp: MTU {} of {} is too small", ctx.ext.mtu(), ctx.ext.link.name));
+  }
+  std::unique_ptr<UdpNetwork> net(new UdpNetwork(ctx.config, ctx.ext, *ctx.kernel));
+  net->udp_ = *cfg;
+  net->mtu_ = ctx.ext.mtu() - kUdpOverhead;
+  unsigned queues = cfg->queues;
+  if (queues == 0) {
+    queues = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxQueues);
+  }
+  auto tun = ctx.packet_io->openTun(
+      kernel::TunOptions{.name_template = "flannel%d", .queues = queues, .offload = cfg->offload});
+  if (!tun) {
+    return tun.error().context("udp");
+  }
+  const std::string name = tun->name;
+  auto sockets = ctx.packet_io->openUdp(
+      kernel::UdpOptions{.bind = {.addr = *ctx.ext.iface_addr, .port = cfg->port},
+                         .sockets = static_cast<unsigned>(tun->queues.size()),
+                         .offload = cfg->offload});
+  if (!sockets) {
+    return sockets.error().context("udp");
+  }
+  auto link = ctx.kernel->linkByName(name);
+  if (!link) {
+    return link.error().context(fmt::format("udp: TUN device {}", name));
+  }
+  net->tun_index_ = link->index;
+  net->tun_name_ = name;
+  if (auto r = ctx.kernel->setMtu(link->index, net->mtu_); !r) {
+    return r.error().context("udp");
+  }
+  const bool gso = !sockets->empty() && (*sockets)[0]->gso();
+  const bool gro = !sockets->empty() && (*sockets)[0]->gro();
+  log()->info(
+      "udp: device {} (MTU {}), {} queue(s), UDP {}:{}; offloads: TUN TSO {}, USO {}, "
+      "UDP GSO {}, GRO {}",
+      name, net->mtu_, tun->queues.size(), ctx.ext.iface_addr->toString(), cfg->port,
+      tun->vnet_hdr ? "on" : "off", tun->uso ? "on" : "off", gso ? "on" : "off",
+      gro ? "on" : "off");
+  net->dataplane_ = std::make_unique<DataPlane>(
+      std::move(*tun), std::move(*sockets), DataPlaneConfig{.port = cfg->port, .mtu = net->mtu_});
+  return std::unique_ptr<Network>(std::move(net));
+}
+
+LeaseAttrs UdpNetwork::leaseAttrs() const {
+  LeaseAttrs a;
+  a.public_ip = *ext_.ext_addr;  // PublicIP only: no BackendType, no BackendData (SPEC §5.3)
+  return a;
+}
+
+Result<void> UdpNetwork::configure(const Lease& own) {
+  if (!own.subnet.ipv4) {
+    return invalidInput("udp: the lease has no IPv4 subnet");
+  }
+  own_ = own;
+  // Our ICMP errors come out of the TUN with our own TUN address as source; the kernel drops
+  // packets from a local address unless accept_local is on for the device. (decap() drops
+  // datagrams whose inner source lies in our own subnet, so peers cannot use this to spoof.)
+  if (auto r = kernel_.setSysctl(fmt::format("net/ipv4/conf/{}/accept_local", tun_name_), "1");
+      !r) {
+    log()->warn("udp: {}; ICMP net-unreachable errors will not reach local senders",
+                r.error().message);
+  }
+  if (auto r = kernel_.setLinkUp(tun_index_); !r) {
+    return r.error().context("udp");
+  }
+  publish();
+  return {};
+}
+
+Result<void> UdpNetwork::acceptPeer(const Lease& peer) const {
+  // No BackendType filter (SPEC §5.3); what we need is an IPv4 subnet and a PublicIP.
+  if (!peer.subnet.ipv4) {
+    return invalidInput("no IPv4 subnet (the udp backend is IPv4 only)");
+  }
+  if (peer.attrs.public_ip.isUnspecified()) {
+    return invalidInput("no PublicIP");
+  }
+  return {};
+}
+
+kernel::DesiredState UdpNetwork::desiredState(const std::vector<Peer>& /*peers*/) const {
+  kernel::DesiredState d;
+  if (!own_) {
+    return d;
+  }
+  d.addresses.push_back(
+      kernel::Addr{.ifindex = tun_index_, .address = own_->subnet.ipv4->addr(), .prefix_len = 32});
+  kernel::Route r;
+  r.dst = *config_.ruleNetwork();
+  r.ifindex = tun_index_;
+  d.routes.push_back(r);
+  return d;
+}
+
+kernel::Ownership UdpNetwork::ownership() const {
+  kernel::Ownership o;
+  o.devices.push_back(tun_index_);
+  o.networks.push_back(*config_.ruleNetwork());
+  return o;
+}
+
+void UdpNetwork::peersAdded(const std::vector<Lease>& added) {
+  for (const auto& l : added) {
+    if (l.subnet.ipv4) {
+      peers_[*l.subnet.ipv4] = l.attrs.public_ip;
+    }
+  }
+  publish();
+}
+
+void UdpNetwork::peersRemoved(const std::vector<Lease>& removed) {
+  for (const auto& l : removed) {
+    if (l.subnet.ipv4) {
+      peers_.erase(*l.subnet.ipv4);
+    }
+  }
+  publish();
+}
+
+void UdpNetwork::publish() {
+  if (!own_) {
+    return;
+  }
+  std::vector<RouteTable::Entry> entries;
+  entries.reserve(peers_.size());
+  for (const auto& [net, ip] : peers_) {
+    entries.push_back({.network = net.addr().v4(), .prefix_len = net.prefix(), .peer = ip});
+  }
+  const auto& own = *own_->subnet.ipv4;
+  dataplane_->publish(
+      std::make_shared<const RouteTable>(own.addr().v4(), own.prefix(), std::move(entries)));
+}
+
+async::Awaitable<void> UdpNetwork::run() {
+  if (!own_) {
+    co_return;
+  }
+  // The ICMP error source is our TUN address; set now that the lease is known.
+  dataplane_->setTunAddress(own_->subnet.ipv4->addr().v4());
+  dataplane_->start();
+  log()->info("udp data path running ({} worker thread(s))", dataplane_->workers());
+  net::steady_timer forever(co_await net::this_coro::executor,
+                            net::steady_timer::time_point::max());
+  auto [ec] = co_await forever.async_wait(async::use_nothrow);
+  (void)ec;
+  dataplane_->stop();
+  const auto c = dataplane_->counters();
+  log()->info("udp data path stopped: {} packets out, {} in, {} dropped", c.udp_tx_packets,
+              c.udp_rx_packets, [&] {
+                uint64_t n = 0;
+                for (auto d : c.drops) {
+                  n += d;
+                }
+                return n;
+              }());
+}
+
+std::vector<Stat> UdpNetwork::stats() const {
+  std::vector<Stat> out;
+  const auto c = dataplane_->counters();
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    out.push_back(Stat{.name = name, .help = help, .labels = {}, .value = double(v)});
+  };
+  counter("flannel_udp_tun_rx_packets_total", "Packets read from the TUN device.",
+          c.tun_rx_packets);
+  counter("flannel_udp_tun_rx_bytes_total", "Bytes read from the TUN device.", c.tun_rx_bytes);
+  counter("flannel_udp_tun_rx_super_packets_total",
+          "TSO/USO super packets read from the TUN and cut into segments.", c.tun_rx_super);
+  counter("flannel_udp_tx_packets_total", "Datagrams sent to peers.", c.udp_tx_packets);
+  counter("flannel_udp_tx_bytes_total", "Bytes sent to peers.", c.udp_tx_bytes);
+  counter("flannel_udp_tx_errors_total", "Datagrams the kernel refused to send.", c.udp_tx_errors);
+  counter("flannel_udp_rx_packets_total", "Datagrams received from peers.", c.udp_rx_packets);
+  counter("flannel_udp_rx_bytes_total", "Bytes received from peers.", c.udp_rx_bytes);
+  counter("flannel_udp_tun_tx_packets_total", "Packets written to the TUN device.",
+          c.tun_tx_packets);
+  counter("flannel_udp_tun_tx_coalesced_total",
+          "Received segments merged into super packets for the TUN.", c.tun_tx_coalesced);
+  counter("flannel_udp_tun_tx_errors_total", "Packets the TUN device refused.", c.tun_tx_errors);
+  counter("flannel_udp_icmp_unreachable_total",
+          "ICMP net-unreachable errors returned for packets to unknown subnets.",
+          c.icmp_unreachable);
+  for (size_t i = 1; i < c.drops.size(); ++i) {
+    out.push_back(Stat{.name = "flannel_udp_dropped_packets_total",
+                       .help = "Packets dropped by the udp data path, by reason.",
+                       .labels = {{"reason", dropName(static_cast<Drop>(i))}},
+                       .value = double(c.drops[i])});
+  }
+  return out;
+}
+
+}  // namespace flannel::backend::udp

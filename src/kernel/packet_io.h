@@ -1,0 +1,131 @@
+// DOC: the packet I/O seam of the udp data path (DESIGN.md seam 6): a TUN queue and a UDP
+// socket, both as batch interfaces in the shape of wireguard-go's tun.Device and conn.Bind.
+//
+//   PacketIo::openTun("flannel%d", queues, offload)  -> TunDevice { name, queues[] }
+//   PacketIo::openUdp(IfaceAddr, Port, sockets, gro) -> UdpBatchSocket[]
+//
+// Each worker thread owns one TunQueue and one UdpBatchSocket. Both are non-blocking for
+// reading and expose a file descriptor that becomes readable when something is waiting, so a
+// worker poll()s them together with its stop event. Data-path calls return counts or -errno and
+// never throw or allocate (DESIGN.md error convention, "Data path"); opening returns Result with
+// a message naming the device, address and port.
+//
+// Offloads (each optional, decided when opening; the data path asks what it got):
+//   * TUN virtio-net header (IFF_VNET_HDR + TUNSETOFFLOAD): a read may return one TCP/UDP
+//     "super packet" of up to 64 KiB that the worker segments (TSO/USO); a write may carry a
+//     coalesced TCP packet that the kernel segments. Reads and writes then carry a
+//     VirtioNetHdr next to the packet.
+//   * UDP GSO (UDP_SEGMENT): one send carries many equal-sized datagrams (Datagram::segment).
+//   * UDP GRO (UDP_GRO): one receive returns many datagrams of one sender back to back
+//     (RecvSlot::segment says how long each is).
+// Implementations: LinuxPacketIo (kernel/tun, /dev/net/tun and sockets) and the in-memory twins
+// ChannelTun/ChannelUdp (tests/support/channel_io.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/ip.h"
+#include "core/result.h"
+
+namespace flannel::kernel {
+
+// struct virtio_net_hdr (linux/virtio_net.h), host byte order as the TUN driver uses it for a
+// little-endian host with TUNSETVNETLE unset. 10 bytes.
+struct VirtioNetHdr {
+  static constexpr uint8_t kFlagNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+  static constexpr uint8_t kFlagDataValid = 2;  // VIRTIO_NET_HDR_F_DATA_VALID
+  static constexpr uint8_t kGsoNone = 0;        // VIRTIO_NET_HDR_GSO_NONE
+  static constexpr uint8_t kGsoTcpV4 = 1;       // VIRTIO_NET_HDR_GSO_TCPV4
+  static constexpr uint8_t kGsoUdpL4 = 5;       // VIRTIO_NET_HDR_GSO_UDP_L4
+  static constexpr uint8_t kGsoEcn = 0x80;      // VIRTIO_NET_HDR_GSO_ECN
+  uint8_t flags = 0;
+  uint8_t gso_type = kGsoNone;
+  uint16_t hdr_len = 0;
+  uint16_t gso_size = 0;
+  uint16_t csum_start = 0;
+  uint16_t csum_offset = 0;
+};
+inline constexpr size_t kVirtioNetHdrLen = 10;
+
+class TunQueue {
+ public:
+  virtual ~TunQueue() = default;
+  // Readable when at least one packet is waiting.
+  virtual int pollFd() const = 0;
+  // Reads one packet into `buf` and, when the device has offloads on, its virtio header into
+  // `*hdr` (zeroed otherwise). Returns the packet length, 0 when nothing is waiting, or -errno.
+  virtual long read(VirtioNetHdr* hdr, std::span<std::byte> buf) = 0;
+  // Writes one packet; with offloads on, `hdr` goes in front (nullptr: a plain packet whose
+  // checksums are complete). Returns 0 or -errno.
+  virtual int write(const VirtioNetHdr* hdr, std::span<const std::byte> pkt) = 0;
+};
+
+struct TunDevice {
+  std::string name{};     // what the kernel made of the template, e.g. "flannel0"
+  bool vnet_hdr = false;  // reads and writes carry a VirtioNetHdr; TSO4 (and USO4) enabled
+  bool uso = false;       // the kernel also hands us UDP super packets (TUN_F_USO4)
+  std::vector<std::unique_ptr<TunQueue>> queues{};
+};
+
+struct Endpoint {
+  Ip4 addr{};
+  uint16_t port = 0;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+// One send: `data` to `to`; with segment > 0 and GSO available, `data` is a run of datagrams of
+// `segment` bytes each (the last may be shorter) that the kernel splits.
+struct Datagram {
+  Endpoint to{};
+  std::span<const std::byte> data{};
+  uint16_t segment = 0;
+};
+
+// One receive slot: the caller's buffer, filled with what arrived.
+struct RecvSlot {
+  std::span<std::byte> buf{};
+  size_t len = 0;
+  Endpoint from{};
+  uint16_t segment = 0;  // GRO: datagrams of this size back to back; 0 = one datagram
+};
+
+class UdpBatchSocket {
+ public:
+  virtual ~UdpBatchSocket() = default;
+  virtual int pollFd() const = 0;
+  // Fills up to slots.size() slots without blocking; returns how many, 0 if none, or -errno.
+  virtual int recv(std::span<RecvSlot> slots) = 0;
+  // Sends all of `out` (blocking while the socket buffer is full). Returns how many were sent
+  // (all, unless an error stopped it) or -errno when the first one failed.
+  virtual int send(std::span<const Datagram> out) = 0;
+  virtual bool gso() const = 0;  // Datagram::segment is honoured
+  virtual bool gro() const = 0;  // RecvSlot::segment may be set
+};
+
+struct TunOptions {
+  std::string name_template = "flannel%d";
+  unsigned queues = 1;  // > 1 needs IFF_MULTI_QUEUE; falls back to 1 when refused
+  bool offload = true;  // try IFF_VNET_HDR + TSO; falls back to plain packets
+};
+
+struct UdpOptions {
+  Endpoint bind{};
+  unsigned sockets = 1;  // SO_REUSEPORT group of this size
+  bool offload = true;   // try UDP_SEGMENT and UDP_GRO
+};
+
+class PacketIo {
+ public:
+  virtual ~PacketIo() = default;
+  // Creates the TUN device (non-persistent: it goes away with the last queue). IFF_TUN |
+  // IFF_NO_PI as flannel does, plus the optional offloads.
+  virtual Result<TunDevice> openTun(const TunOptions& opts) = 0;
+  virtual Result<std::vector<std::unique_ptr<UdpBatchSocket>>> openUdp(const UdpOptions& opts) = 0;
+};
+
+}  // namespace flannel::kernel

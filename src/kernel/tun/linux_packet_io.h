@@ -1,0 +1,16 @@
+// DOC: PacketIo on Linux: /dev/net/tun queues and UDP sockets with recvmmsg/sendmmsg, UDP
+// GSO/GRO and TUN virtio-net offloads, each probed when opening and dropped when the kernel
+// refuses it (the log line from the caller says what was kept).
+#pragma once
+
+#include "kernel/packet_io.h"
+
+namespace flannel::kernel {
+
+class LinuxPacketIo final : public PacketIo {
+ public:
+  Result<TunDevice> openTun(const TunOptions& opts) override;
+  Result<std::vector<std::unique_ptr<UdpBatchSocket>>> openUdp(const UdpOptions& opts) override;
+};
+
+}  // namespace flannel::kernel

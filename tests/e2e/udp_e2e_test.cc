@@ -1,0 +1,353 @@
+// The udp backend end to end: real flanneld processes in host namespaces, real etcd, TUN
+// devices and UDP sockets; pods reach each other; a hand-made "Go flannel node" in the switch
+// namespace exchanges packets in flannel's wire format (the bare IPv4 packet as UDP payload).
+#include <arpa/inet.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstring>
+
+#include "core/lease.h"
+#include "core/subnet_env.h"
+#include "support/flannel_cluster.h"
+#include "support/poll.h"
+
+namespace flannel::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using namespace std::chrono_literals;
+
+constexpr const char* kUdpConfig = R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})";
+
+class UdpE2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "needs root: creates network namespaces, TUN devices and routes";
+    }
+    if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+      GTEST_SKIP() << "this kernel has no /dev/net/tun (the udp backend needs the tun module)";
+    }
+  }
+  void start(int hosts, std::string config) {
+    FlannelClusterSpec spec;
+    spec.hosts = hosts;
+    spec.network_config = std::move(config);
+    spec.flanneld_binary = FLANNELD_BINARY;
+    auto c = FlannelCluster::create(spec);
+    ASSERT_TRUE(c) << c.error().message;
+    cluster_ = std::move(*c);
+    auto subnets = cluster_->startAllWithPods(20s);
+    ASSERT_TRUE(subnets) << subnets.error().message;
+    subnets_ = *subnets;
+    for (int i = 1; i <= hosts; ++i) {
+      auto env = readSubnetEnv(cluster_->subnetFile(i).string());
+      ASSERT_TRUE(env);
+      EXPECT_EQ(env->mtu.value_or(0), 1500u - 28u) << "udp: subnet.env MTU is ext - 28 (SPEC §5.3)";
+    }
+  }
+  void expectFullMesh() {
+    for (const auto& failure : cluster_->meshFailures(10s)) {
+      ADD_FAILURE() << failure;
+    }
+  }
+  void expectTcp(int from, int to) {
+    ChildSpec iperf;
+    iperf.argv = {"iperf3", "-s", "-1"};
+    auto server = cluster_->pod(to).spawn(iperf);
+    ASSERT_TRUE(server) << server.error().message;
+    std::string last;
+    bool ran = pollUntil(
+        [&] {
+          auto c = cluster_->pod(from).exec({"iperf3", "-c", cluster_->podIp(to), "-t", "1"}, 15s);
+          last = c ? c->out + c->err : c.error().message;
+          return c && c->success();
+        },
+        15s, 300ms);
+    EXPECT_TRUE(ran) << "iperf3 TCP pod" << from << " -> pod" << to << " failed: " << last
+                     << "\nlog:\n"
+                     << cluster_->flanneldLog(from);
+  }
+  std::string show(int host, std::vector<std::string> args) {
+    auto r = cluster_->host(host).ip(std::move(args));
+    return r ? r->out : std::string();
+  }
+  // Sends one UDP datagram from `pod` to `dst`:9 and returns the ICMP error it gets back within
+  // a second as "type T code C from A", or "" when none came.
+  static std::string icmpErrorFor(Netns& pod, const std::string& dst) {
+    auto s = pod.openSocket(AF_INET, SOCK_DGRAM, 0);
+    if (!s) {
+      return "socket: " + s.error().message;
+    }
+    const int fd = *s;
+    const int one = 1;
+    ::setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof one);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(9);
+    ::inet_pton(AF_INET, dst.c_str(), &to.sin_addr);
+    std::string result;
+    if (::sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 1) {
+      pollfd pfd{fd, 0, 0};
+      if (::poll(&pfd, 1, 1000) > 0 && (pfd.revents & POLLERR) != 0) {
+        char data[64];
+        char control[256];
+        iovec iov{data, sizeof data};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        if (::recvmsg(fd, &msg, MSG_ERRQUEUE) >= 0) {
+          for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) {
+              auto* ee = reinterpret_cast<sock_extended_err*>(CMSG_DATA(c));
+              if (ee->ee_origin == SO_EE_ORIGIN_ICMP) {
+                auto* off = reinterpret_cast<sockaddr_in*>(SO_EE_OFFENDER(ee));
+                char text[INET_ADDRSTRLEN] = {};
+                ::inet_ntop(AF_INET, &off->sin_addr, text, sizeof text);
+                result = fmt::format("type {} code {} from {}", ee->ee_type, ee->ee_code, text);
+              }
+            }
+          }
+        }
+      }
+    }
+    ::close(fd);
+    return result;
+  }
+  std::unique_ptr<FlannelCluster> cluster_;
+  std::map<int, IpNet> subnets_;
+};
+
+TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
+  start(3, kUdpConfig);
+  expectFullMesh();
+  expectTcp(1, 3);
+  expectTcp(2, 1);
+  // SPEC §5.3: flannel0, address = own subnet's network address /32, MTU ext - 28, route
+  // <Network> dev flannel0.
+  const std::string link = show(1, {"-d", "link", "show", "flannel0"});
+  EXPECT_THAT(link, HasSubstr("mtu 1472"));
+  EXPECT_THAT(link, HasSubstr("tun"));
+  EXPECT_THAT(show(1, {"-4", "addr", "show", "dev", "flannel0"}),
+              HasSubstr("inet " + subnets_.at(1).addr().toString() + "/32"));
+  EXPECT_THAT(show(1, {"route", "show", "10.5.0.0/16"}), HasSubstr("dev flannel0"));
+  // The lease: PublicIP only, no BackendType/BackendData.
+  auto lease = cluster_->etcd().etcdctl(
+      {"get", "--print-value-only",
+       "/coreos.com/network/subnets/" +
+           subnetKeyName(SubnetKey{.ipv4 = subnets_.at(2), .ipv6 = std::nullopt})});
+  ASSERT_TRUE(lease) << lease.error().message;
+  EXPECT_THAT(lease->out, HasSubstr(R"("PublicIP":"192.168.91.12")"));
+  EXPECT_THAT(lease->out, Not(HasSubstr("BackendType")));
+  EXPECT_THAT(lease->out, Not(HasSubstr("BackendData")));
+}
+
+TEST_F(UdpE2e, AHostThatLeavesIsRemovedAndItsSubnetBecomesUnreachable) {
+  start(3, kUdpConfig);
+  expectFullMesh();
+  const auto gone = subnets_.at(3);
+  ASSERT_TRUE(cluster_->stopFlanneld(3));
+  ASSERT_TRUE(cluster_->etcd().etcdctl(
+      {"del", "/coreos.com/network/subnets/" +
+                  subnetKeyName(SubnetKey{.ipv4 = gone, .ipv6 = std::nullopt})}));
+  // Without an entry for h3's subnet, h1's data path answers with ICMP net unreachable from its
+  // TUN address (SPEC §5.3): a UDP socket in the pod with IP_RECVERR reads it off its error
+  // queue (type 3, code 0, offender = the host's flannel0 address).
+  for (int h : {1, 2}) {
+    std::string seen;
+    bool unreachable = pollUntil(
+        [&] {
+          auto icmp = icmpErrorFor(cluster_->pod(h), cluster_->podIp(3));
+          seen = icmp;
+          return icmp == "type 3 code 0 from " + subnets_.at(h).addr().toString();
+        },
+        10s, 200ms);
+    EXPECT_TRUE(unreachable) << "h" << h << " still forwards to " << gone.toString()
+                             << "; last ICMP error seen: " << seen;
+  }
+  EXPECT_TRUE(cluster_->pod(1).ping(cluster_->podIp(2), 5s)) << "the others keep talking";
+  EXPECT_TRUE(cluster_->pod(2).ping(cluster_->podIp(1), 5s));
+}
+
+TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsAndOneQueue) {
+  // Offload off + one queue: the plain read/sendmmsg/recvmmsg path, as on old kernels.
+  start(2,
+        R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false, "Queues": 1}})");
+  expectFullMesh();
+  expectTcp(1, 2);
+  EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("TUN TSO off"));
+  auto status = cluster_->stopFlanneld(2);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->exit_code, 0);
+  EXPECT_THAT(show(2, {"link", "show"}), Not(HasSubstr("flannel0")))
+      << "the TUN device is not persistent";
+  ASSERT_TRUE(cluster_->startFlanneld(2));
+  ASSERT_TRUE(cluster_->waitRunningAgain(2, 20s)) << cluster_->flanneldLog(2);
+  auto env = readSubnetEnv(cluster_->subnetFile(2).string());
+  ASSERT_TRUE(env && env->subnet);
+  EXPECT_EQ(*env->subnet, subnets_.at(2));
+  expectFullMesh();
+}
+
+// A peer speaking flannel's udp wire format, made by hand: an echo request from a pod of a
+// "Go flannel node" (lease 10.5.200.0/24 at 192.168.91.1, the switch namespace) to pod 1
+// arrives as the bare IPv4 packet in a UDP datagram to h1:8285; the echo reply comes back the
+// same way, TTL decremented by h1's kernel and its data path.
+TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
+  start(1, kUdpConfig);
+  auto& sw = cluster_->topology().switchNs();
+  ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
+                                        R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
+  ASSERT_TRUE(sw.ip({"addr", "add", "192.168.91.99/24", "dev", "br0"}));
+  auto open = [&](const char* addr) {
+    auto s = sw.openSocket(AF_INET, SOCK_DGRAM, 0);
+    EXPECT_TRUE(s) << s.error().message;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(8285);
+    ::inet_pton(AF_INET, addr, &sa.sin_addr);
+    EXPECT_EQ(::bind(*s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << std::strerror(errno);
+    return *s;
+  };
+  const int peer = open("192.168.91.1");
+  const int rogue = open("192.168.91.99");
+
+  auto echoRequest = [&](uint16_t seq) {
+    std::array<uint8_t, 36> p{};
+    p[0] = 0x45;
+    p[3] = static_cast<uint8_t>(p.size());
+    p[8] = 64;                               // TTL
+    p[9] = 1;                                // ICMP
+    const uint32_t src = htonl(0x0a05c805);  // 10.5.200.5
+    in_addr dst{};
+    ::inet_pton(AF_INET, cluster_->podIp(1).c_str(), &dst);
+    std::memcpy(&p[12], &src, 4);
+    std::memcpy(&p[16], &dst, 4);
+    auto csum = [](const uint8_t* d, size_t n) {
+      uint32_t s = 0;
+      for (size_t i = 0; i + 1 < n; i += 2) {
+        s += static_cast<uint32_t>((d[i] << 8) | d[i + 1]);
+      }
+      while (s >> 16) {
+        s = (s & 0xffff) + (s >> 16);
+      }
+      return static_cast<uint16_t>(~s);
+    };
+    uint16_t c = csum(p.data(), 20);
+    p[10] = static_cast<uint8_t>(c >> 8);
+    p[11] = static_cast<uint8_t>(c);
+    p[20] = 8;  // echo request
+    p[24] = 0x12;
+    p[25] = 0x34;  // id
+    p[26] = static_cast<uint8_t>(seq >> 8);
+    p[27] = static_cast<uint8_t>(seq);
+    std::memcpy(&p[28], "flannel!", 8);
+    c = csum(&p[20], 16);
+    p[22] = static_cast<uint8_t>(c >> 8);
+    p[23] = static_cast<uint8_t>(c);
+    return p;
+  };
+  sockaddr_in h1{};
+  h1.sin_family = AF_INET;
+  h1.sin_port = htons(8285);
+  ::inet_pton(AF_INET, "192.168.91.11", &h1.sin_addr);
+  auto sendFrom = [&](int fd, uint16_t seq) {
+    auto p = echoRequest(seq);
+    return ::sendto(fd, p.data(), p.size(), 0, reinterpret_cast<sockaddr*>(&h1), sizeof h1) ==
+           static_cast<ssize_t>(p.size());
+  };
+  auto receive = [&](int fd, std::chrono::milliseconds wait, std::vector<uint8_t>& out,
+                     sockaddr_in& from) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(wait.count())) <= 0) {
+      return false;
+    }
+    out.resize(2048);
+    socklen_t len = sizeof from;
+    const ssize_t n =
+        ::recvfrom(fd, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+    out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    return n > 0;
+  };
+
+  // The lease must reach h1 first: retry the request until a reply comes (bounded).
+  std::vector<uint8_t> reply;
+  sockaddr_in from{};
+  bool answered = false;
+  for (uint16_t seq = 1; seq <= 40 && !answered; ++seq) {
+    ASSERT_TRUE(sendFrom(peer, seq));
+    answered = receive(peer, 250ms, reply, from);
+  }
+  ASSERT_TRUE(answered) << "no reply through h1's udp data path\n" << cluster_->flanneldLog(1);
+  EXPECT_EQ(ntohs(from.sin_port), 8285);
+  char from_text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &from.sin_addr, from_text, sizeof from_text);
+  EXPECT_STREQ(from_text, "192.168.91.11");
+  // The payload is the bare IPv4 packet: echo reply, pod 1 -> 10.5.200.5, our id and data.
+  ASSERT_EQ(reply.size(), 36u);
+  EXPECT_EQ(reply[0], 0x45);
+  EXPECT_EQ(reply[9], 1);
+  EXPECT_EQ(reply[20], 0) << "ICMP echo reply";
+  EXPECT_EQ(reply[24], 0x12);
+  EXPECT_EQ(reply[25], 0x34);
+  EXPECT_EQ(std::memcmp(&reply[28], "flannel!", 8), 0);
+  EXPECT_EQ(reply[16], 10);
+  EXPECT_EQ(reply[17], 5);
+  EXPECT_EQ(reply[18], 200);
+  EXPECT_EQ(reply[19], 5);
+  // The pod answers with TTL 64; h1's kernel forwards it (63) and the data path decrements (62).
+  EXPECT_EQ(reply[8], 62);
+
+  // The same packet from an address that holds no lease is dropped: no reply to it, while the
+  // leased peer still gets its answers (the path works, the drop is the source check).
+  for (uint16_t seq = 100; seq < 105; ++seq) {
+    ASSERT_TRUE(sendFrom(rogue, seq));
+  }
+  std::vector<uint8_t> none;
+  EXPECT_FALSE(receive(rogue, 1000ms, none, from)) << "a reply went to an unleased sender";
+  EXPECT_FALSE(receive(peer, 200ms, none, from)) << "replies to the rogue's requests leaked";
+  ASSERT_TRUE(sendFrom(peer, 200));
+  EXPECT_TRUE(receive(peer, 2000ms, reply, from)) << "the leased peer lost its path";
+
+  // Malformed datagrams (short, not IPv4, lying lengths) from the leased peer crash nothing.
+  const std::vector<std::vector<uint8_t>> junk = {
+      {0x45},
+      std::vector<uint8_t>(19, 0x45),
+      std::vector<uint8_t>(40, 0x60),
+      [] {
+        std::vector<uint8_t> v(30, 0);
+        v[0] = 0x4f;  // IHL 60 bytes in a 30-byte datagram
+        v[3] = 30;
+        return v;
+      }(),
+      [] {
+        std::vector<uint8_t> v(20, 0);
+        v[0] = 0x45;
+        v[2] = 0xff;  // total length 65 280 in a 20-byte datagram
+        return v;
+      }()};
+  for (const auto& j : junk) {
+    ASSERT_EQ(::sendto(peer, j.data(), j.size(), 0, reinterpret_cast<sockaddr*>(&h1), sizeof h1),
+              static_cast<ssize_t>(j.size()));
+  }
+  ASSERT_TRUE(sendFrom(peer, 300));
+  EXPECT_TRUE(receive(peer, 2000ms, reply, from)) << "the data path stopped after junk";
+  EXPECT_TRUE(cluster_->flanneld(1)->running()) << cluster_->flanneldLog(1);
+  ::close(peer);
+  ::close(rogue);
+}
+
+}  // namespace
+}  // namespace flannel::test
