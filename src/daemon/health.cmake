@@ -1,6 +1,7 @@
 # flannel_daemon_health: /healthz, /readyz and /metrics (health.h, metrics.h) and systemd
 # notification (sd_notify.h). Included from src/daemon/CMakeLists.txt. Links core, async (Asio,
-# Beast) and libsystemd.
+# Beast) and libsystemd's headers: sd_notify.cc loads libsystemd.so.0 itself when NOTIFY_SOCKET is
+# set (a daemon without a supervisor never maps it).
 add_library(flannel_daemon_health STATIC
   ${CMAKE_CURRENT_LIST_DIR}/health.cc
   ${CMAKE_CURRENT_LIST_DIR}/metrics.cc
@@ -9,7 +10,9 @@ add_library(flannel_daemon_health STATIC
 target_include_directories(flannel_daemon_health PUBLIC ${PROJECT_SOURCE_DIR}/src)
 target_link_libraries(flannel_daemon_health
   PUBLIC flannel_core flannel_async
-  PRIVATE PkgConfig::LIBSYSTEMD flannel_warnings)
+  PRIVATE flannel_warnings ${CMAKE_DL_LIBS})
+target_include_directories(flannel_daemon_health
+  PRIVATE $<TARGET_PROPERTY:PkgConfig::LIBSYSTEMD,INTERFACE_INCLUDE_DIRECTORIES>)
 
 # Headers compile alone (what flannel_check_headers() does, limited to this target's headers:
 # the other headers of src/daemon need other libraries).

@@ -1,4 +1,5 @@
 // DOC: systemd readiness notification (SPEC.md §1.7), over libsystemd's sd_notify().
+// libsystemd.so.0 is loaded (dlopen) on the first call made with NOTIFY_SOCKET set, not linked.
 //
 // flannel sends READY=1 once, after the subnet file is written and the backend loop started.
 // A datagram goes to $NOTIFY_SOCKET (a path, or an abstract socket when it starts with '@');

@@ -1,6 +1,7 @@
 #include "support/child_process.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -84,8 +85,8 @@ std::vector<std::string> buildEnv(const ChildSpec& spec) {
 }
 
 // Runs in the forked child: async-signal-safe calls only, then execve. Never returns.
-[[noreturn]] void childMain(pid_t parent, int devnull, int log_fd, int err_pipe, const char* path,
-                            char* const* argv, char* const* envp) {
+[[noreturn]] void childMain(pid_t parent, int devnull, int log_fd, int err_pipe, int netns_fd,
+                            const char* path, char* const* argv, char* const* envp) {
   auto fail = [err_pipe](int err) {
     ssize_t written = ::write(err_pipe, &err, sizeof err);
     (void)written;
@@ -99,6 +100,9 @@ std::vector<std::string> buildEnv(const ChildSpec& spec) {
   }
   if (::getppid() != parent) {
     ::_exit(127);  // The parent died before PDEATHSIG was armed.
+  }
+  if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) {
+    fail(errno);
   }
   if (::dup2(devnull, STDIN_FILENO) < 0 || ::dup2(log_fd, STDOUT_FILENO) < 0 ||
       ::dup2(log_fd, STDERR_FILENO) < 0) {
@@ -142,7 +146,14 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::start(ChildSpec spec) {
   }
   std::vector<std::string> argv_strings;
   std::string exec_path = *resolved;
-  if (!spec.netns.empty()) {
+  FdCloser netns_fd;
+  if (!spec.netns.empty() && spec.setns_only) {
+    const std::string ns_path = "/run/netns/" + spec.netns;
+    netns_fd.fd = highCloexec(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (netns_fd.fd < 0) {
+      return ctx(sysError("opening " + ns_path, errno));
+    }
+  } else if (!spec.netns.empty()) {
     auto ip = toolPath("ip");
     if (!ip) {
       return ctx(ip.error());
@@ -181,8 +192,8 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::start(ChildSpec spec) {
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
-    childMain(parent, devnull.fd, log_fd.fd, err_write.fd, exec_path.c_str(), argv.data(),
-              envp.data());
+    childMain(parent, devnull.fd, log_fd.fd, err_write.fd, netns_fd.fd, exec_path.c_str(),
+              argv.data(), envp.data());
   }
   const int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);

@@ -6,7 +6,9 @@
 // that the parent did not die first), stdin from /dev/null, stdout+stderr appended to the log
 // file, default signal dispositions, an empty mask, every descriptor but 0/1/2 close-on-exec,
 // then execve(). Inside a namespace the program is exec'ed through `ip netns exec <ns>`, which
-// execs in place (the PID we hold is the program's) and also remounts /sys for the namespace.
+// execs in place (the PID we hold is the program's) and also remounts /sys for the namespace; or,
+// with `setns_only`, the child itself setns()es into the namespace and execs the program directly
+// (no `ip` process, no /sys remount: for programs that do not read /sys, e.g. start-up timing).
 // An exec failure is reported back over a close-on-exec pipe, so start() fails with the errno
 // instead of returning a process that died at once.
 //
@@ -43,6 +45,8 @@ struct ChildSpec {
   bool inherit_env = true;
   // Network namespace to run in (a name under /run/netns); empty = the caller's namespace.
   std::string netns;
+  // With `netns`: enter it with setns() in the forked child instead of `ip netns exec`.
+  bool setns_only = false;
   // stdout and stderr are appended here. Required.
   std::filesystem::path log_path;
   // TestRun::id() of the owning run, so the run (and the signal teardown) can kill it; 0 = none.

@@ -85,6 +85,7 @@ Result<void> FlannelCluster::startFlanneld(int i, std::vector<std::string> extra
   spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
   spec.env_add = std::move(env);
   spec.log_path = run_->dir() / fmt::format("h{}-flanneld.log", i);
+  spec.setns_only = spec_.setns_only;
   auto child = host(i).spawn(std::move(spec));
   if (!child) {
     return child.error();

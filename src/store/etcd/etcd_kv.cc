@@ -1,11 +1,10 @@
 #include "store/etcd/etcd_kv.h"
 
-#include <openssl/evp.h>
-
 #include <fmt/format.h>
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "core/base64.h"
 #include "core/log.h"
 #include "core/strings.h"
 
@@ -14,37 +13,6 @@ namespace flannel::store::etcd {
 namespace {
 
 using json = nlohmann::json;
-
-std::string base64Encode(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-Result<std::string> base64Decode(const std::string& in) {
-  if (in.empty()) {
-    return std::string();
-  }
-  if (in.size() % 4 != 0) {
-    return invalidInput("base64 text has a length that is not a multiple of 4");
-  }
-  std::string out(3 * (in.size() / 4), '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) {
-    return invalidInput("invalid base64 text");
-  }
-  size_t pad = 0;
-  if (in.back() == '=') {
-    pad = in[in.size() - 2] == '=' ? 2 : 1;
-  }
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
-}
 
 // int64 fields arrive as JSON strings (gateway) or numbers; absent = 0.
 Result<int64_t> int64Field(const json& obj, const char* name) {

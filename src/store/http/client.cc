@@ -8,6 +8,8 @@
 #include <boost/beast/core/stream_traits.hpp>
 #include <filesystem>
 
+#include "async/openssl.h"
+
 namespace flannel::store::http {
 
 namespace {
@@ -40,6 +42,9 @@ Result<void> loadFile(const std::string& path, std::string_view role,
 }  // namespace
 
 Result<std::shared_ptr<net::ssl::context>> makeTlsContext(const TlsFiles& files) noexcept {
+  if (auto loaded = async::loadOpenSsl(); !loaded) {
+    return loaded.error();
+  }
   try {
     auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "async/openssl.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "store/kube/node.h"
@@ -84,6 +85,9 @@ Error apiError(unsigned status, std::string_view body, const Permission& permiss
 
 Result<std::shared_ptr<net::ssl::context>> makeKubeTlsContext(
     const KubeClientConfig& config) noexcept {
+  if (auto loaded = async::loadOpenSsl(); !loaded) {
+    return loaded.error();
+  }
   try {
     auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
