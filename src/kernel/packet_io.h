@@ -100,11 +100,14 @@ class UdpBatchSocket {
   virtual int pollFd() const = 0;
   // Fills up to slots.size() slots without blocking; returns how many, 0 if none, or -errno.
   virtual int recv(std::span<RecvSlot> slots) = 0;
-  // Sends all of `out` (blocking while the socket buffer is full). Returns how many were sent
-  // (all, unless an error stopped it) or -errno when the first one failed.
+  // Sends all of `out` (blocking while the socket buffer is full). Returns how many the kernel
+  // accepted: one refused because of a peer's ICMP error (ECONNREFUSED, EHOSTUNREACH,
+  // ENETUNREACH) is skipped and the rest still go; -errno when the first one failed otherwise.
   virtual int send(std::span<const Datagram> out) = 0;
   virtual bool gso() const = 0;  // Datagram::segment is honoured
   virtual bool gro() const = 0;  // RecvSlot::segment may be set
+  // The group spreads a peer's datagrams over its sockets by the inner packet's flow.
+  virtual bool steered() const { return false; }
 };
 
 struct TunOptions {
@@ -115,7 +118,7 @@ struct TunOptions {
 
 struct UdpOptions {
   Endpoint bind{};
-  unsigned sockets = 1;  // SO_REUSEPORT group of this size
+  unsigned sockets = 1;  // SO_REUSEPORT group of this size, steered by inner flow when > 1
   bool offload = true;   // try UDP_SEGMENT and UDP_GRO
 };
 

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstring>
+#include <thread>
 
 #include "core/lease.h"
 #include "core/subnet_env.h"
@@ -135,6 +136,10 @@ TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
   expectFullMesh();
   expectTcp(1, 3);
   expectTcp(2, 1);
+  // One queue per CPU: with more than one, a peer's datagrams are spread by inner flow.
+  if (std::thread::hardware_concurrency() > 1) {
+    EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("steered by inner flow"));
+  }
   // SPEC §5.3: flannel0, address = own subnet's network address /32, MTU ext - 28, route
   // <Network> dev flannel0.
   const std::string link = show(1, {"-d", "link", "show", "flannel0"});

@@ -2,7 +2,7 @@
 // underlay bridge, flanneld in each, a pod namespace per host — shows each host's subnet, pings
 // every pod from every pod, measures pod-to-pod TCP with iperf3, and tears everything down.
 //
-//   flannel-demo [--hosts N] [--backend vxlan|host-gw] [--seconds S]
+//   flannel-demo [--hosts N] [--backend vxlan|host-gw|udp] [--seconds S]
 //
 // Needs root. Everything it creates lives in network namespaces named fct-<pid>-... and is
 // removed on exit, on Ctrl-C, and (by the next run) even after a kill -9.
@@ -26,7 +26,8 @@ using namespace flannel::test;
 using namespace std::chrono_literals;
 
 int usage() {
-  std::fprintf(stderr, "usage: flannel-demo [--hosts N] [--backend vxlan|host-gw] [--seconds S]\n");
+  std::fprintf(stderr,
+               "usage: flannel-demo [--hosts N] [--backend vxlan|host-gw|udp] [--seconds S]\n");
   return 2;
 }
 
@@ -49,7 +50,7 @@ int main(int argc, char** argv) {
     }
   }
   if (hosts < 2 || hosts > 20 || seconds < 1 || seconds > 60 ||
-      (backend != "vxlan" && backend != "host-gw")) {
+      (backend != "vxlan" && backend != "host-gw" && backend != "udp")) {
     return usage();
   }
   if (::geteuid() != 0) {

@@ -116,12 +116,13 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
   }
   const bool gso = !sockets->empty() && (*sockets)[0]->gso();
   const bool gro = !sockets->empty() && (*sockets)[0]->gro();
+  const bool steered = !sockets->empty() && (*sockets)[0]->steered();
   log()->info(
-      "udp: device {} (MTU {}), {} queue(s), UDP {}:{}; offloads: TUN TSO {}, USO {}, "
-      "UDP GSO {}, GRO {}",
-      name, net->mtu_, tun->queues.size(), ctx.ext.iface_addr->toString(), cfg->port,
-      tun->vnet_hdr ? "on" : "off", tun->uso ? "on" : "off", gso ? "on" : "off",
-      gro ? "on" : "off");
+      "udp: device {} (MTU {}), {} queue(s){}, UDP {}:{}; offloads: TUN TSO {}, USO {}, UDP GSO "
+      "{}, GRO {}",
+      name, net->mtu_, tun->queues.size(), steered ? " steered by inner flow" : "",
+      ctx.ext.iface_addr->toString(), cfg->port, tun->vnet_hdr ? "on" : "off",
+      tun->uso ? "on" : "off", gso ? "on" : "off", gro ? "on" : "off");
   net->dataplane_ = std::make_unique<DataPlane>(
       std::move(*tun), std::move(*sockets), DataPlaneConfig{.port = cfg->port, .mtu = net->mtu_});
   return std::unique_ptr<Network>(std::move(net));

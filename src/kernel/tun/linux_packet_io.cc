@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <netinet/in.h>
@@ -128,6 +129,8 @@ class LinuxUdpSocket final : public UdpBatchSocket {
   int pollFd() const override { return fd_.get(); }
   bool gso() const override { return gso_; }
   bool gro() const override { return gro_; }
+  bool steered() const override { return steered_; }
+  void setSteered(bool s) { steered_ = s; }
 
   int recv(std::span<RecvSlot> slots) override {
     const size_t n = std::min(slots.size(), kMaxBatch);
@@ -232,11 +235,38 @@ class LinuxUdpSocket final : public UdpBatchSocket {
   Fd fd_;
   bool gso_;
   bool gro_;
+  bool steered_ = false;
   std::array<mmsghdr, kMaxBatch> msgs_{};
   std::array<iovec, kMaxBatch> iov_{};
   std::array<sockaddr_in, kMaxBatch> addrs_{};
   std::array<std::array<char, kCmsgSpace>, kMaxBatch> cmsg_{};
 };
+
+// SO_ATTACH_REUSEPORT_CBPF program for a group of `n` sockets: picks the socket from the inner
+// packet's flow (the UDP payload is a bare IPv4 packet), so the flows of one peer, which all
+// arrive on one outer 4-tuple, still spread over the workers. The program sees the datagram
+// from the UDP payload on. Index = ((src ^ dst ^ ports) * 2654435761 >> 16) % n; a packet too short
+// for a load ends the program with 0 (socket 0).
+std::vector<sock_filter> flowSteeringProgram(unsigned n) {
+  return {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12),   // A = inner source address
+      BPF_STMT(BPF_ST, 0),                      // M[0] = A
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),   // A = inner destination address
+      BPF_STMT(BPF_LDX | BPF_MEM, 0),           // X = M[0]
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),   // A ^= X
+      BPF_STMT(BPF_ST, 1),                      // M[1] = A
+      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),   // X = IP header length
+      BPF_STMT(BPF_LD | BPF_W | BPF_IND, 0),    // A = the 4 bytes after it (ports)
+      BPF_STMT(BPF_LDX | BPF_MEM, 1),           // X = M[1]
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),   // A ^= X
+      // Multiplicative mixing: connect() hands out ephemeral ports of one parity, so the low
+      // bits of a plain XOR would send every flow of a host to the same socket.
+      BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 2654435761u),
+      BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),  // A >>= 16 (the well-mixed bits)
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),  // A %= n
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+}
 
 }  // namespace
 
@@ -299,6 +329,7 @@ Result<TunDevice> LinuxPacketIo::openTun(const TunOptions& opts) {
 Result<std::vector<std::unique_ptr<UdpBatchSocket>>> LinuxPacketIo::openUdp(
     const UdpOptions& opts) {
   std::vector<std::unique_ptr<UdpBatchSocket>> out;
+  steering_ = false;
   const unsigned n = std::max(1u, opts.sockets);
   const std::string where = fmt::format("{}:{}", opts.bind.addr.toString(), opts.bind.port);
   for (unsigned i = 0; i < n; ++i) {
@@ -333,7 +364,18 @@ Result<std::vector<std::unique_ptr<UdpBatchSocket>>> LinuxPacketIo::openUdp(
       gso = ::getsockopt(fd.get(), SOL_UDP, UDP_SEGMENT, &seg, &len) == 0;
       gro = ::setsockopt(fd.get(), SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
     }
+    if (i == 0 && n > 1) {
+      // Steering by inner flow; without it the kernel hashes the outer 4-tuple, which is the
+      // same for everything one peer sends. Optional: a refusal only costs spreading.
+      auto prog = flowSteeringProgram(n);
+      sock_fprog fprog{static_cast<unsigned short>(prog.size()), prog.data()};
+      steering_ =
+          ::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof fprog) == 0;
+    }
     out.push_back(std::make_unique<LinuxUdpSocket>(std::move(fd), gso, gro));
+  }
+  for (auto& sock : out) {
+    static_cast<LinuxUdpSocket&>(*sock).setSteered(steering_);
   }
   return out;
 }

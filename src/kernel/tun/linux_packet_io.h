@@ -11,6 +11,11 @@ class LinuxPacketIo final : public PacketIo {
  public:
   Result<TunDevice> openTun(const TunOptions& opts) override;
   Result<std::vector<std::unique_ptr<UdpBatchSocket>>> openUdp(const UdpOptions& opts) override;
+  // Whether the last openUdp() with more than one socket got its inner-flow steering program.
+  bool steering() const { return steering_; }
+
+ private:
+  bool steering_ = false;
 };
 
 }  // namespace flannel::kernel

@@ -1,7 +1,11 @@
 #include "backend/udp/dataplane/packet.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace flannel::backend::udp {
 
@@ -104,28 +108,58 @@ std::optional<Ipv4Info> parseIpv4(std::span<const std::byte> pkt) noexcept {
 }
 
 uint32_t checksumAdd(std::span<const std::byte> data, uint32_t sum) noexcept {
-  // 64-bit accumulation of 32-bit words, then folded: fast and without overflow for 64 KiB.
-  uint64_t acc = sum;
+  // The one's complement sum is byte-order independent (RFC 1071 §2(B)): add the data as native
+  // 32-bit words into 64-bit lanes (no carry can be lost below 2^32 words), fold, and swap the
+  // 16-bit result once at the end. This is the hot loop of the TSO path (every segment's TCP
+  // checksum), hence SSE2 where the target has it.
   const std::byte* p = data.data();
   size_t n = data.size();
+  uint64_t acc = 0;
+#if defined(__SSE2__)
+  {
+    const __m128i zero = _mm_setzero_si128();
+    __m128i a0 = zero;
+    __m128i a1 = zero;
+    while (n >= 32) {
+      const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
+      a0 = _mm_add_epi64(a0, _mm_unpacklo_epi32(v0, zero));
+      a1 = _mm_add_epi64(a1, _mm_unpackhi_epi32(v0, zero));
+      a0 = _mm_add_epi64(a0, _mm_unpacklo_epi32(v1, zero));
+      a1 = _mm_add_epi64(a1, _mm_unpackhi_epi32(v1, zero));
+      p += 32;
+      n -= 32;
+    }
+    alignas(16) uint64_t lanes[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), a0);
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes + 2), a1);
+    acc = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  }
+#endif
   while (n >= 4) {
-    acc += load32(p);
+    uint32_t w;
+    std::memcpy(&w, p, 4);
+    acc += w;
     p += 4;
     n -= 4;
   }
-  if (n >= 2) {
-    acc += load16(p);
-    p += 2;
-    n -= 2;
+  if (n > 0) {
+    uint32_t tail = 0;
+    std::memcpy(&tail, p, n);  // the missing bytes are zero padding, as RFC 1071 says
+    acc += tail;
   }
-  if (n == 1) {
-    acc += uint32_t{u8(p)} << 8;
+  // Fold 64 -> 16 bits (still in native order).
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  uint32_t s32 = static_cast<uint32_t>(acc);
+  s32 = (s32 & 0xffff) + (s32 >> 16);
+  s32 = (s32 & 0xffff) + (s32 >> 16);
+  uint16_t s16 = static_cast<uint16_t>(s32);
+  if constexpr (std::endian::native == std::endian::little) {
+    s16 = static_cast<uint16_t>((s16 >> 8) | (s16 << 8));
   }
-  while ((acc >> 32) != 0) {
-    acc = (acc & 0xffffffffu) + (acc >> 32);
-  }
-  uint32_t s = static_cast<uint32_t>(acc & 0xffff) + static_cast<uint32_t>(acc >> 16);
-  return s;
+  const uint32_t total = sum + s16;
+  return (total & 0xffff) + (total >> 16);
 }
 
 uint16_t checksumFold(uint32_t sum) noexcept {

@@ -1,0 +1,225 @@
+// udp backend throughput next to kernel vxlan and the raw underlay, in one go so that the ratios
+// are comparable (issue #6). Each case builds its own 2-host cluster (tests/support/
+// flannel_cluster: etcd, host namespaces, a pod namespace per host), runs iperf3 TCP pod to pod
+// (host to host for the underlay) with 1 and 4 streams, and reads the CPU time the whole machine
+// and the two flanneld processes used during the run from /proc.
+//
+//   udp_bench [seconds=5] [filter]     as root; prints a Markdown table
+//
+// `filter` keeps only the cases whose name contains it (e.g. "udp"). Everything started is
+// stopped by PID and every namespace is deleted when a case ends.
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "support/flannel_cluster.h"
+#include "support/poll.h"
+
+namespace flannel::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Case {
+  const char* name;
+  const char* config;  // the network config; nullptr = raw underlay (vxlan cluster, host to host)
+};
+
+const Case kCases[] = {
+    {"raw underlay (veth + bridge), host to host", nullptr},
+    {"vxlan (kernel)", R"({"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}})"},
+    {"udp (all offloads, 1 queue per CPU)",
+     R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})"},
+    {"udp (all offloads, 1 queue)",
+     R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Queues": 1}})"},
+    {"udp (no offloads: batched sendmmsg/recvmmsg only, 1 queue per CPU)",
+     R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false}})"},
+};
+
+// Jiffies the machine spent busy (everything but idle and iowait), from /proc/stat.
+double busySeconds() {
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  f >> cpu;
+  std::vector<unsigned long long> v;
+  unsigned long long x = 0;
+  while (v.size() < 8 && f >> x) {
+    v.push_back(x);
+  }
+  unsigned long long busy = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i != 3 && i != 4) {  // idle, iowait
+      busy += v[i];
+    }
+  }
+  return static_cast<double>(busy) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// utime + stime of a process (all threads), in seconds.
+double processSeconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(f, line);
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) {
+    return 0;
+  }
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  double ut = 0;
+  double st = 0;
+  for (int i = 3; rest >> field; ++i) {
+    if (i == 14) {
+      ut = std::stod(field);
+    } else if (i == 15) {
+      st = std::stod(field);
+      break;
+    }
+  }
+  return (ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+struct Run {
+  double gbits = 0;
+  double machine_cpu = 0;   // CPU seconds, whole machine
+  double flanneld_cpu = 0;  // CPU seconds, both flanneld
+  double seconds = 0;
+};
+
+Run iperf(FlannelCluster& c, Netns& from, Netns& to, const std::string& ip, int seconds,
+          int streams) {
+  ChildSpec server;
+  server.argv = {"iperf3", "-s", "-1"};
+  auto srv = to.spawn(server);
+  if (!srv) {
+    throw std::runtime_error(srv.error().message);
+  }
+  // Warm-up and reachability: a short run first (bounded retries while routes converge).
+  const bool reachable = pollUntil(
+      [&] {
+        auto out = from.exec({"iperf3", "-c", ip, "-t", "1", "-J"}, 10s);
+        return out && out->success();
+      },
+      20s, 300ms);
+  (void)(*srv)->stop(1000ms);
+  if (!reachable) {
+    throw std::runtime_error("iperf3 never connected to " + ip);
+  }
+  auto srv2 = to.spawn(server);
+  if (!srv2) {
+    throw std::runtime_error(srv2.error().message);
+  }
+  auto flanneldCpu = [&] {
+    double s = 0;
+    for (int i = 1; i <= c.hosts(); ++i) {
+      if (auto* p = c.flanneld(i); p != nullptr) {
+        s += processSeconds(p->pid());
+      }
+    }
+    return s;
+  };
+  ::usleep(200000);  // the server is listening
+  Run r;
+  const double m0 = busySeconds();
+  const double f0 = flanneldCpu();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto out = from.exec(
+      {"iperf3", "-c", ip, "-t", std::to_string(seconds), "-P", std::to_string(streams), "-J"},
+      std::chrono::seconds(seconds + 20));
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.machine_cpu = busySeconds() - m0;
+  r.flanneld_cpu = flanneldCpu() - f0;
+  (void)(*srv2)->stop(1000ms);
+  if (!out || !out->success()) {
+    throw std::runtime_error("iperf3 failed: " + (out ? out->out + out->err : out.error().message));
+  }
+  auto j = nlohmann::json::parse(out->out, nullptr, false);
+  if (j.is_discarded() || !j.contains("end") || !j["end"].contains("sum_received")) {
+    throw std::runtime_error("iperf3 output without end.sum_received");
+  }
+  r.gbits = j["end"]["sum_received"]["bits_per_second"].get<double>() / 1e9;
+  return r;
+}
+
+int run(int seconds, const std::string& filter) {
+  std::printf(
+      "| case | streams | Gbit/s | machine CPU (cores) | CPU s per Gbit | flanneld CPU "
+      "(cores) |\n|---|---|---|---|---|---|\n");
+  std::fflush(stdout);
+  for (const auto& k : kCases) {
+    if (!filter.empty() && std::string(k.name).find(filter) == std::string::npos) {
+      continue;
+    }
+    FlannelClusterSpec spec;
+    spec.hosts = 2;
+    spec.network_config = k.config != nullptr
+                              ? k.config
+                              : R"({"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}})";
+    spec.flanneld_binary = FLANNELD_BINARY;
+    const bool diag = std::getenv("FLANNEL_BENCH_METRICS") != nullptr;
+    if (diag) {
+      spec.flanneld_args = {"-healthz-port=9099"};
+    }
+    auto c = FlannelCluster::create(spec);
+    if (!c) {
+      throw std::runtime_error(c.error().message);
+    }
+    auto subnets = (*c)->startAllWithPods(20s);
+    if (!subnets) {
+      throw std::runtime_error(subnets.error().message);
+    }
+    for (int streams : {1, 4}) {
+      Run r =
+          k.config == nullptr
+              ? iperf(**c, (*c)->host(1), (*c)->host(2), Topology::hostAddress(2), seconds, streams)
+              : iperf(**c, (*c)->pod(1), (*c)->pod(2), (*c)->podIp(2), seconds, streams);
+      const double cores = r.machine_cpu / r.seconds;
+      std::printf("| %s | %d | %.2f | %.2f | %.3f | %.2f |\n", k.name, streams, r.gbits, cores,
+                  r.machine_cpu / (r.gbits * r.seconds), r.flanneld_cpu / r.seconds);
+      std::fflush(stdout);
+      if (diag && k.config != nullptr) {
+        // FLANNEL_BENCH_METRICS=1: the udp data path's counters on both hosts after the run.
+        for (int h = 1; h <= 2; ++h) {
+          auto m = (*c)->host(h).exec({"curl", "-s", "http://127.0.0.1:9099/metrics"}, 5s);
+          if (m && m->success()) {
+            std::istringstream lines(m->out);
+            std::string line;
+            while (std::getline(lines, line)) {
+              if (line.starts_with("flannel_udp") && !line.ends_with(" 0")) {
+                std::fprintf(stderr, "  h%d %s\n", h, line.c_str());
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace flannel::test
+
+int main(int argc, char** argv) {
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "udp_bench needs root (network namespaces)\n");
+    return 2;
+  }
+  const int seconds = argc > 1 ? std::atoi(argv[1]) : 5;
+  const std::string filter = argc > 2 ? argv[2] : "";
+  try {
+    return flannel::test::run(seconds > 0 ? seconds : 5, filter);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "udp_bench: %s\n", e.what());
+    return 1;
+  }
+}
