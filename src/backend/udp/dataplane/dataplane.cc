@@ -53,7 +53,7 @@ const RouteTable& emptyTable() {
 class Worker {
  public:
   Worker(kernel::TunQueue& tun, bool vnet, kernel::UdpBatchSocket& sock,
-         const DataPlaneConfig& config, const std::atomic<std::shared_ptr<const RouteTable>>& table)
+         const DataPlaneConfig& config, const TableSlot& table)
       : tun_(tun), vnet_(vnet), sock_(sock), config_(config), table_(table) {
     batch_ = std::clamp<size_t>(config.batch, 1, 256);
     tun_slots_.reserve(batch_);
@@ -73,10 +73,14 @@ class Worker {
   }
 
   bool step() {
-    std::shared_ptr<const RouteTable> snap = table_.load(std::memory_order_acquire);
-    const RouteTable& table = snap ? *snap : emptyTable();
+    // Epoch-based reclamation: announce the epoch we read in, then take the current table; the
+    // control thread frees a replaced table only once every worker is past it or quiescent.
+    reading_.store(table_.epoch.load());
+    const RouteTable* snap = table_.current.load();
+    const RouteTable& table = snap != nullptr ? *snap : emptyTable();
     const bool a = tunStep(table);
     const bool b = udpStep(table);
+    reading_.store(kQuiescent, std::memory_order_release);
     return a || b;
   }
 
@@ -95,6 +99,9 @@ class Worker {
       }
     }
   }
+
+  // The epoch this worker read the table in, or kQuiescent between steps.
+  uint64_t readingEpoch() const { return reading_.load(); }
 
   void addTo(DataPlaneCounters& c) const {
     auto v = [&](size_t i) { return counters_[i].load(std::memory_order_relaxed); };
@@ -319,7 +326,8 @@ class Worker {
   bool vnet_;
   kernel::UdpBatchSocket& sock_;
   DataPlaneConfig config_;
-  const std::atomic<std::shared_ptr<const RouteTable>>& table_;
+  const TableSlot& table_;
+  std::atomic<uint64_t> reading_{kQuiescent};
   size_t batch_ = 64;
   std::vector<std::unique_ptr<std::byte[]>> tun_slots_;
   std::vector<std::unique_ptr<std::byte[]>> udp_bufs_;
@@ -363,7 +371,26 @@ DataPlane::~DataPlane() {
 }
 
 void DataPlane::publish(std::shared_ptr<const RouteTable> table) {
-  table_.store(std::move(table), std::memory_order_release);
+  std::shared_ptr<const RouteTable> old = std::move(owned_);
+  owned_ = std::move(table);
+  table_.current.store(owned_.get());
+  const uint64_t tag = table_.epoch.fetch_add(1) + 1;
+  if (old) {
+    retired_.emplace_back(tag, std::move(old));
+  }
+  reclaim();
+}
+
+void DataPlane::reclaim() {
+  std::erase_if(retired_, [&](const auto& r) {
+    for (const auto& w : workers_) {
+      const uint64_t e = w->readingEpoch();
+      if (e != kQuiescent && e < r.first) {
+        return false;  // this worker may still be reading the old table
+      }
+    }
+    return true;
+  });
 }
 
 void DataPlane::start() {

@@ -4,10 +4,13 @@
 //   worker i:  TunQueue[i] ──read, segment (TSO/USO), encap──▶ UdpBatchSocket[i] (sendmmsg, GSO)
 //              UdpBatchSocket[i] ──recvmmsg (GRO), decap, coalesce──▶ TunQueue[i]
 //
-// The routing snapshot (RouteTable) is published by the control thread with an atomic
-// shared_ptr and loaded once per batch by each worker: lease changes never stall traffic and the
-// workers take no lock per packet. All buffers are allocated when the worker starts; a packet
-// costs no allocation. Counters are per worker (relaxed atomics, one writer) and summed on read.
+// The routing snapshot (RouteTable) is published by the control thread as an atomic pointer and
+// read once per batch by each worker, with epoch-based reclamation (a worker announces the epoch
+// it read in; a replaced table is freed once every worker is past that epoch or idle): lease
+// changes never stall traffic and the workers take no lock and allocate nothing. (libstdc++'s
+// std::atomic<std::shared_ptr> would do, but takes an internal spin lock on every load.) All
+// buffers are allocated when the worker starts; a packet costs no allocation. Counters are per
+// worker (relaxed atomics, one writer) and summed on read.
 #pragma once
 
 #include <array>
@@ -15,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "backend/udp/dataplane/packet.h"
@@ -48,6 +52,14 @@ struct DataPlaneConfig {
 
 class Worker;
 
+inline constexpr uint64_t kQuiescent = ~uint64_t{0};
+
+// What the workers read: the current table and the epoch counter (see the DOC above).
+struct TableSlot {
+  std::atomic<const RouteTable*> current{nullptr};
+  std::atomic<uint64_t> epoch{1};
+};
+
 class DataPlane {
  public:
   // One worker per pair; tun.queues.size() must equal sockets.size().
@@ -59,7 +71,10 @@ class DataPlane {
 
   // Control thread: a new routing snapshot for every worker.
   void publish(std::shared_ptr<const RouteTable> table);
-  std::shared_ptr<const RouteTable> table() const { return table_.load(); }
+  // Control thread: the table last published.
+  std::shared_ptr<const RouteTable> table() const { return owned_; }
+  // Control thread: replaced tables still waiting for the workers to move on.
+  size_t retiredTables() const { return retired_.size(); }
 
   // Starts one thread per worker; stop() (or the destructor) joins them.
   void start();
@@ -77,11 +92,14 @@ class DataPlane {
 
  private:
   void ensureWorkers();  // buffers are allocated here, on first start()/pollOnce()
+  void reclaim();
 
   kernel::TunDevice tun_;
   std::vector<std::unique_ptr<kernel::UdpBatchSocket>> sockets_;
   DataPlaneConfig config_;
-  std::atomic<std::shared_ptr<const RouteTable>> table_;
+  TableSlot table_;
+  std::shared_ptr<const RouteTable> owned_;  // keeps table_.current alive
+  std::vector<std::pair<uint64_t, std::shared_ptr<const RouteTable>>> retired_;  // (epoch, table)
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   int stop_fd_ = -1;  // eventfd, readable once stop() was called
