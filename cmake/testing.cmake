@@ -26,3 +26,28 @@ function(flannel_add_test name)
     "endif()\n")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${props}")
 endfunction()
+
+# flannel_add_contract_test(target PLAIN <gtest filter> PRIVILEGED <gtest filter>): one contract
+# executable discovered twice, so that the tests matching PRIVILEGED (root, own namespace) get
+# the labels contract;privileged and the rest get contract. gtest_discover_tests() flattens its
+# PROPERTIES list, so the second label is set at ctest time from the TEST_LIST variable.
+function(flannel_add_contract_test target)
+  cmake_parse_arguments(ARG "" "PLAIN;PRIVILEGED" "" ${ARGN})
+  gtest_discover_tests(${target}
+    TEST_FILTER "${ARG_PLAIN}"
+    NO_PRETTY_TYPES DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 30
+    PROPERTIES LABELS contract TIMEOUT 60)
+  gtest_discover_tests(${target}
+    TEST_FILTER "${ARG_PRIVILEGED}"
+    TEST_LIST ${target}_privileged_TESTS
+    NO_PRETTY_TYPES DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 30
+    PROPERTIES LABELS contract TIMEOUT 60)
+  set(props "${CMAKE_CURRENT_BINARY_DIR}/${target}_privileged_labels.cmake")
+  file(WRITE "${props}" "
+if(${target}_privileged_TESTS)
+  set_tests_properties(\${${target}_privileged_TESTS} PROPERTIES
+    LABELS \"contract;privileged\" TIMEOUT 60)
+endif()
+")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${props}")
+endfunction()

@@ -175,6 +175,52 @@ class LinuxUdpSocket final : public UdpBatchSocket {
   }
 
   int send(std::span<const Datagram> out) override {
+    if (!gso_) {
+      return sendSplit(out);
+    }
+    return sendBatch(out);
+  }
+
+ private:
+  // Without GSO: a run (segment > 0) becomes one datagram per segment; the count returned is
+  // of entries of `out` that went out whole.
+  int sendSplit(std::span<const Datagram> out) {
+    int ok = 0;
+    size_t i = 0;
+    while (i < out.size()) {
+      const Datagram& d = out[i];
+      if (d.segment == 0 || d.data.size() <= d.segment) {
+        // A stretch of plain datagrams goes in one batch.
+        size_t j = i;
+        while (j < out.size() && (out[j].segment == 0 || out[j].data.size() <= out[j].segment)) {
+          ++j;
+        }
+        const int r = sendBatch(out.subspan(i, j - i));
+        if (r < 0 && i == 0) {
+          return r;  // the first datagram failed: the caller gets the errno, as with GSO
+        }
+        ok += std::max(r, 0);
+        i = j;
+        continue;
+      }
+      std::array<Datagram, 64> parts;
+      bool whole = true;
+      for (size_t off = 0; off < d.data.size();) {
+        size_t n = 0;
+        for (; n < parts.size() && off < d.data.size(); ++n) {
+          const size_t len = std::min<size_t>(d.segment, d.data.size() - off);
+          parts[n] = Datagram{.to = d.to, .data = d.data.subspan(off, len), .segment = 0};
+          off += len;
+        }
+        whole = sendBatch({parts.data(), n}) == static_cast<int>(n) && whole;
+      }
+      ok += whole ? 1 : 0;
+      ++i;
+    }
+    return ok;
+  }
+
+  int sendBatch(std::span<const Datagram> out) {
     size_t done = 0;
     size_t refused = 0;
     while (done < out.size()) {
@@ -209,9 +255,11 @@ class LinuxUdpSocket final : public UdpBatchSocket {
           continue;
         }
         if (err == EIO && gso_) {
-          // The route's device cannot checksum GSO segments: send them one by one from now on.
+          // The route's device cannot checksum GSO segments: from now on runs are cut here and
+          // sent one datagram each (sendSplit), starting with what is left of this batch.
           gso_ = false;
-          continue;
+          const int rest = sendSplit(out.subspan(done));
+          return static_cast<int>(done - refused) + std::max(rest, 0);
         }
         if (done == 0 && refused == 0 &&
             !(err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH)) {
@@ -231,7 +279,6 @@ class LinuxUdpSocket final : public UdpBatchSocket {
     return static_cast<int>(done - refused);
   }
 
- private:
   Fd fd_;
   bool gso_;
   bool gro_;
@@ -249,21 +296,21 @@ class LinuxUdpSocket final : public UdpBatchSocket {
 // for a load ends the program with 0 (socket 0).
 std::vector<sock_filter> flowSteeringProgram(unsigned n) {
   return {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12),   // A = inner source address
-      BPF_STMT(BPF_ST, 0),                      // M[0] = A
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),   // A = inner destination address
-      BPF_STMT(BPF_LDX | BPF_MEM, 0),           // X = M[0]
-      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),   // A ^= X
-      BPF_STMT(BPF_ST, 1),                      // M[1] = A
-      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),   // X = IP header length
-      BPF_STMT(BPF_LD | BPF_W | BPF_IND, 0),    // A = the 4 bytes after it (ports)
-      BPF_STMT(BPF_LDX | BPF_MEM, 1),           // X = M[1]
-      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),   // A ^= X
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12),  // A = inner source address
+      BPF_STMT(BPF_ST, 0),                     // M[0] = A
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),  // A = inner destination address
+      BPF_STMT(BPF_LDX | BPF_MEM, 0),          // X = M[0]
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),  // A ^= X
+      BPF_STMT(BPF_ST, 1),                     // M[1] = A
+      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),  // X = IP header length
+      BPF_STMT(BPF_LD | BPF_W | BPF_IND, 0),   // A = the 4 bytes after it (ports)
+      BPF_STMT(BPF_LDX | BPF_MEM, 1),          // X = M[1]
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),  // A ^= X
       // Multiplicative mixing: connect() hands out ephemeral ports of one parity, so the low
       // bits of a plain XOR would send every flow of a host to the same socket.
       BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 2654435761u),
       BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),  // A >>= 16 (the well-mixed bits)
-      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),  // A %= n
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),   // A %= n
       BPF_STMT(BPF_RET | BPF_A, 0),
   };
 }

@@ -321,6 +321,9 @@ bool completeChecksum(std::span<std::byte> pkt, const kernel::VirtioNetHdr& h) n
     return false;
   }
   uint16_t c = checksumFold(checksumAdd(pkt.subspan(start)));
+  if (c == 0 && h.csum_offset == 6) {
+    c = 0xffff;  // UDP (its checksum sits at offset 6): 0 would mean "no checksum" (RFC 768)
+  }
   store16(pkt.data() + field, c);
   return true;
 }
