@@ -41,7 +41,9 @@ const Case kCases[] = {
      R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})"},
     {"udp (all offloads, 1 queue)",
      R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Queues": 1}})"},
-    {"udp (no offloads: batched sendmmsg/recvmmsg only, 1 queue per CPU)",
+    {"udp (no offloads: batched sendmmsg/recvmmsg only, 1 queue)",
+     R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false, "Queues": 1}})"},
+    {"udp (no offloads, 1 queue per CPU)",
      R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false}})"},
 };
 
