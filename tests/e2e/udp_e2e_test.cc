@@ -40,10 +40,11 @@ class UdpE2e : public ::testing::Test {
       GTEST_SKIP() << "this kernel has no /dev/net/tun (the udp backend needs the tun module)";
     }
   }
-  void start(int hosts, std::string config) {
+  void start(int hosts, std::string config, std::vector<std::string> args = {}) {
     FlannelClusterSpec spec;
     spec.hosts = hosts;
     spec.network_config = std::move(config);
+    spec.flanneld_args = std::move(args);
     spec.flanneld_binary = FLANNELD_BINARY;
     auto c = FlannelCluster::create(spec);
     ASSERT_TRUE(c) << c.error().message;
@@ -126,6 +127,46 @@ class UdpE2e : public ::testing::Test {
     }
     ::close(fd);
     return result;
+  }
+  // GET http://127.0.0.1:<port><path> inside `ns`; the whole response, "" on failure.
+  static std::string httpGet(Netns& ns, uint16_t port, const std::string& path) {
+    auto s = ns.openSocket(AF_INET, SOCK_STREAM, 0);
+    if (!s) {
+      return "";
+    }
+    const int fd = *s;
+    timeval tv{.tv_sec = 3, .tv_usec = 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string out;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+      const std::string req =
+          "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+      if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+        char buf[4096];
+        for (int i = 0; i < 1000; ++i) {  // bounded; the server closes after the reply
+          const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+          if (n <= 0) {
+            break;
+          }
+          out.append(buf, static_cast<size_t>(n));
+        }
+      }
+    }
+    ::close(fd);
+    return out;
+  }
+  // The value of one metric line `name` (with labels, exactly as rendered), or -1.
+  static double metric(const std::string& page, const std::string& name) {
+    const auto at = page.find("\n" + name + " ");
+    if (at == std::string::npos) {
+      return -1;
+    }
+    return std::stod(page.substr(at + name.size() + 2));
   }
   std::unique_ptr<FlannelCluster> cluster_;
   std::map<int, IpNet> subnets_;
@@ -211,7 +252,7 @@ TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsAndOneQueue) {
 // arrives as the bare IPv4 packet in a UDP datagram to h1:8285; the echo reply comes back the
 // same way, TTL decremented by h1's kernel and its data path.
 TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
-  start(1, kUdpConfig);
+  start(1, kUdpConfig, {"-healthz-port=9099"});
   auto& sw = cluster_->topology().switchNs();
   ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
                                         R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
@@ -350,6 +391,17 @@ TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
   ASSERT_TRUE(sendFrom(peer, 300));
   EXPECT_TRUE(receive(peer, 2000ms, reply, from)) << "the data path stopped after junk";
   EXPECT_TRUE(cluster_->flanneld(1)->running()) << cluster_->flanneldLog(1);
+
+  // /metrics counted all of it: the 5 rogue requests by reason, the 5 junk datagrams as
+  // malformed (besides anything the kernel itself sent into flannel0, e.g. IPv6), the answered
+  // requests both ways.
+  const std::string page = httpGet(cluster_->host(1), 9099, "/metrics");
+  ASSERT_THAT(page, HasSubstr("200 OK"));
+  EXPECT_EQ(metric(page, R"(flannel_udp_dropped_packets_total{reason="unknown_source"})"), 5)
+      << page;
+  EXPECT_GE(metric(page, R"(flannel_udp_dropped_packets_total{reason="malformed"})"), 5) << page;
+  EXPECT_GE(metric(page, "flannel_udp_tx_packets_total"), 3) << page;
+  EXPECT_GE(metric(page, "flannel_udp_rx_packets_total"), 13) << page;
   ::close(peer);
   ::close(rogue);
 }
