@@ -343,11 +343,13 @@ TEST_F(EtcdStoreTest, AfterDisconnectAndCompactionAResyncYieldsExactlyTheMissedC
   auto snap = sync(watcher->leases());
   ASSERT_TRUE(snap);
   ASSERT_EQ(snap->leases.size(), 2u);
-  // While the watcher is "disconnected": one host leaves, two join, history is compacted.
-  ASSERT_TRUE(sync(raw_->deleteKey(prefix_ + "/subnets/" + subnetKeyName(go->subnet))));
+  // While the watcher is "disconnected": two hosts join, one leaves, history is compacted. (The
+  // joins come first so that neither can be given the subnet that is freed: a key that is
+  // deleted and re-created in between is a change, not a removal plus an addition.)
   auto n1 = sync(newStore()->acquireLease(cfg, AcquireRequest{.attrs = hostAttrs(13)}));
   auto n2 = sync(newStore()->acquireLease(cfg, AcquireRequest{.attrs = hostAttrs(14)}));
   ASSERT_TRUE(n1 && n2);
+  ASSERT_TRUE(sync(raw_->deleteKey(prefix_ + "/subnets/" + subnetKeyName(go->subnet))));
   auto now = sync(raw_->get(prefix_ + "/config"));
   ASSERT_TRUE(now);
   ASSERT_TRUE(sync(raw_->compact(now->revision)));
@@ -364,6 +366,29 @@ TEST_F(EtcdStoreTest, AfterDisconnectAndCompactionAResyncYieldsExactlyTheMissedC
       {static_cast<int>(LeaseEventType::Added), subnetKeyName(n2->subnet)}};
   EXPECT_EQ(seen, want);
   EXPECT_GE(batch->revision, now->revision);
+}
+
+TEST_F(EtcdStoreTest, AKeyReplacedWhileDisconnectedResyncsAsAChangeWithTheNewLease) {
+  auto cfg = config(R"({"Network": "10.5.0.0/16"})");
+  auto held = sync(newStore()->acquireLease(cfg, AcquireRequest{.attrs = hostAttrs(12)}));
+  ASSERT_TRUE(held);
+  auto watcher = newStore();
+  auto snap = sync(watcher->leases());
+  ASSERT_TRUE(snap);
+  // Host 12 leaves and host 14 takes the same subnet before the watcher is back; compacted.
+  const std::string key = prefix_ + "/subnets/" + subnetKeyName(held->subnet);
+  ASSERT_TRUE(sync(raw_->deleteKey(key)));
+  ASSERT_TRUE(sync(raw_->put(key, encodeLeaseAttrs(hostAttrs(14)))));
+  auto now = sync(raw_->get(prefix_ + "/config"));
+  ASSERT_TRUE(now);
+  ASSERT_TRUE(sync(raw_->compact(now->revision)));
+  auto batch = sync(watcher->nextEvents(snap->revision));
+  ASSERT_TRUE(batch) << batch.error().message;
+  EXPECT_TRUE(batch->resync);
+  ASSERT_EQ(batch->events.size(), 1u);
+  EXPECT_EQ(batch->events[0].type, LeaseEventType::Added);
+  EXPECT_EQ(batch->events[0].lease.subnet, held->subnet);
+  EXPECT_EQ(batch->events[0].lease.attrs, hostAttrs(14)) << "the new owner's attributes";
 }
 
 TEST_F(EtcdStoreTest, MalformedLeasesAreSkippedAndNeverEndTheWatch) {
