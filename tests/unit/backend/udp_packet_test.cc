@@ -421,7 +421,7 @@ TEST(UdpEncap, VerdictsForEveryCase) {
        nullptr},
       {"ttl 1", PacketBuilder::udp().dst("10.5.2.3").ttl(1).build(), Drop::TtlExpired, nullptr},
       {"ttl 0", PacketBuilder::udp().dst("10.5.2.3").ttl(0).build(), Drop::TtlExpired, nullptr},
-      {"ipv6", Bytes(60, std::byte{0x60}), Drop::Malformed, nullptr},
+      {"ipv6", Bytes(60, std::byte{0x60}), Drop::NotIpv4, nullptr},
       {"short", Bytes(12, std::byte{0x45}), Drop::Malformed, nullptr},
   };
   for (const auto& c : cases) {
@@ -457,7 +457,7 @@ TEST(UdpDecap, VerdictsForEveryCase) {
       {"source address not leased, junk", Bytes(3), ip4("192.168.91.99"), Drop::UnknownSource},
       {"bad header checksum", in().corruptIpChecksum().build(), peer, Drop::Malformed},
       {"short", Bytes(19, std::byte{0x45}), peer, Drop::Malformed},
-      {"ipv6", Bytes(60, std::byte{0x60}), peer, Drop::Malformed},
+      {"ipv6", Bytes(60, std::byte{0x60}), peer, Drop::NotIpv4},
       {"for another subnet", in().dst("10.5.3.1").build(), peer, Drop::NotOurSubnet},
       {"for outside the network", in().dst("8.8.8.8").build(), peer, Drop::NotOurSubnet},
       {"source in our own subnet", in().src("10.5.1.7").build(), peer, Drop::SpoofedSource},

@@ -67,6 +67,8 @@ const char* dropName(Drop d) noexcept {
       return "none";
     case Drop::Malformed:
       return "malformed";
+    case Drop::NotIpv4:
+      return "not_ipv4";
     case Drop::NoRoute:
       return "no_route";
     case Drop::TtlExpired:
@@ -266,11 +268,17 @@ bool RouteTable::isOwn(Ip4 dst) const noexcept {
   return has_own_ && (dst.toU32() & own_mask_) == own_net_;
 }
 
+namespace {
+bool isIpv6(std::span<const std::byte> pkt) noexcept {
+  return !pkt.empty() && (std::to_integer<uint8_t>(pkt[0]) >> 4) == 6;
+}
+}  // namespace
+
 EncapResult encap(std::span<std::byte> pkt, const RouteTable& table) noexcept {
   EncapResult r;
   auto info = parseIpv4(pkt);
   if (!info) {
-    r.drop = Drop::Malformed;
+    r.drop = isIpv6(pkt) ? Drop::NotIpv4 : Drop::Malformed;
     return r;
   }
   const Ip4* peer = table.lookup(info->dst);
@@ -294,6 +302,10 @@ DecapResult decap(std::span<std::byte> dgram, Ip4 from, const RouteTable& table)
     return r;
   }
   auto info = parseIpv4(dgram);
+  if (!info && isIpv6(dgram)) {
+    r.drop = Drop::NotIpv4;
+    return r;
+  }
   if (!info || !ipv4HeaderChecksumOk(dgram.first(info->header_len))) {
     r.drop = Drop::Malformed;
     return r;

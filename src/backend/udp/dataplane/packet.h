@@ -37,7 +37,9 @@ inline constexpr size_t kMaxIcmpErrorLen = 20 + 8 + 60 + 8;
 
 enum class Drop : uint8_t {
   None = 0,
-  Malformed,      // not an IPv4 packet, truncated, bad header length or checksum
+  Malformed,      // truncated, bad version, header length, total length or checksum
+  NotIpv4,        // an IPv6 packet (the udp backend carries IPv4; the kernel's own IPv6
+                  // traffic on flannel0, e.g. router solicitations, ends up here)
   NoRoute,        // TUN → UDP: no lease holds the destination (ICMP error written instead)
   TtlExpired,     // TTL would reach 0
   UnknownSource,  // UDP → TUN: the sender's address holds no lease
