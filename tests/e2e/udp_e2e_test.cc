@@ -227,13 +227,15 @@ TEST_F(UdpE2e, AHostThatLeavesIsRemovedAndItsSubnetBecomesUnreachable) {
   EXPECT_TRUE(cluster_->pod(2).ping(cluster_->podIp(1), 5s));
 }
 
-TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsAndOneQueue) {
-  // Offload off + one queue: the plain read/sendmmsg/recvmmsg path, as on old kernels.
-  start(2,
-        R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false, "Queues": 1}})");
+TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsOneQueueTwoThreads) {
+  // Offload off + one queue: the plain read/sendmmsg/recvmmsg path, as on old kernels; and a
+  // thread per direction.
+  start(2, R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false,
+               "Queues": 1, "ThreadPerDirection": true}})");
   expectFullMesh();
   expectTcp(1, 2);
   EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("TUN TSO off"));
+  EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("1 queue(s), 2 thread(s) each"));
   auto status = cluster_->stopFlanneld(2);
   ASSERT_TRUE(status);
   EXPECT_EQ(status->exit_code, 0);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <thread>
+#include <tuple>
 
 #include "core/json_util.h"
 #include "core/log.h"
@@ -41,12 +42,16 @@ Result<UdpConfig> parseUdpConfig(std::string_view backend_json) noexcept {
     if (*queues) {
       c.queues = static_cast<unsigned>(**queues);
     }
-    auto offload = getBool(*doc, "Offload", "Backend.Offload");
-    if (!offload) {
-      return fail(offload.error());
-    }
-    if (*offload) {
-      c.offload = **offload;
+    for (auto [name, field, dest] : {std::tuple{"Offload", "Backend.Offload", &c.offload},
+                                     std::tuple{"ThreadPerDirection", "Backend.ThreadPerDirection",
+                                                &c.thread_per_direction}}) {
+      auto b = getBool(*doc, name, field);
+      if (!b) {
+        return fail(b.error());
+      }
+      if (*b) {
+        *dest = **b;
+      }
     }
     return c;
   } catch (const std::exception& e) {
@@ -124,7 +129,9 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
       ctx.ext.iface_addr->toString(), cfg->port, tun->vnet_hdr ? "on" : "off",
       tun->uso ? "on" : "off", gso ? "on" : "off", gro ? "on" : "off");
   net->dataplane_ = std::make_unique<DataPlane>(
-      std::move(*tun), std::move(*sockets), DataPlaneConfig{.port = cfg->port, .mtu = net->mtu_});
+      std::move(*tun), std::move(*sockets),
+      DataPlaneConfig{
+          .port = cfg->port, .mtu = net->mtu_, .thread_per_direction = cfg->thread_per_direction});
   return std::unique_ptr<Network>(std::move(net));
 }
 
@@ -225,7 +232,8 @@ async::Awaitable<void> UdpNetwork::run() {
   // The ICMP error source is our TUN address; set now that the lease is known.
   dataplane_->setTunAddress(own_->subnet.ipv4->addr().v4());
   dataplane_->start();
-  log()->info("udp data path running ({} worker thread(s))", dataplane_->workers());
+  log()->info("udp data path running ({} queue(s), {} thread(s) each)", dataplane_->workers(),
+              udp_.thread_per_direction ? 2 : 1);
   net::steady_timer forever(co_await net::this_coro::executor,
                             net::steady_timer::time_point::max());
   auto [ec] = co_await forever.async_wait(async::use_nothrow);

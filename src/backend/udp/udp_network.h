@@ -11,7 +11,9 @@
 // Backend config (the Backend object): Port (default 8285), plus two flannel-cpp additions that
 // Go flannel ignores: Queues (worker threads / TUN queues; 0 = one per CPU, at most 8) and
 // Offload (default true: TSO/GRO on the TUN, GSO/GRO on the socket, each used only where the
-// kernel has it).
+// kernel has it) and ThreadPerDirection (default false: one thread serves both directions of a
+// queue; true gives each direction its own thread, which helps a single flow and costs CPU when
+// many flows already keep every queue busy — see BENCHMARKS.md).
 #pragma once
 
 #include <map>
@@ -28,6 +30,7 @@ struct UdpConfig {
   uint16_t port = kDefaultPort;
   unsigned queues = 0;  // 0 = auto
   bool offload = true;
+  bool thread_per_direction = false;  // two threads per queue (TUN -> UDP, UDP -> TUN)
 };
 
 Result<UdpConfig> parseUdpConfig(std::string_view backend_json) noexcept;

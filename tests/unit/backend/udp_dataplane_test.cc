@@ -56,6 +56,7 @@ struct Opts {
   bool vnet = false;
   bool gso = false;
   bool gro = false;
+  bool split = false;  // DataPlaneConfig::thread_per_direction
 };
 
 Node makeNode(const std::shared_ptr<ChannelNet>& net, const char* public_ip, const char* subnet,
@@ -68,8 +69,9 @@ Node makeNode(const std::shared_ptr<ChannelNet>& net, const char* public_ip, con
   n.sock = sock.get();
   std::vector<std::unique_ptr<kernel::UdpBatchSocket>> socks;
   socks.push_back(std::move(sock));
-  n.dp = std::make_unique<DataPlane>(std::move(tun.device), std::move(socks),
-                                     DataPlaneConfig{.tun_address = ip4(subnet), .port = kPort});
+  n.dp = std::make_unique<DataPlane>(
+      std::move(tun.device), std::move(socks),
+      DataPlaneConfig{.tun_address = ip4(subnet), .port = kPort, .thread_per_direction = o.split});
   n.dp->publish(std::make_shared<const RouteTable>(ip4(subnet), 24, std::move(peers)));
   return n;
 }
@@ -519,8 +521,9 @@ TEST(UdpDataPlane, ABatchLargerThanTheBatchSizeIsAllForwardedInOrder) {
 
 // The threaded loop: workers sleep in poll() and wake on the twins' eventfds; the routing table
 // flips while packets flow; afterwards every packet is accounted for.
-TEST(UdpDataPlane, ThreadsForwardWhileTheTableIsRepublished) {
-  TwoNodes t({.vnet = true, .gso = true}, {.vnet = true, .gro = true});
+void threadsForwardWhileTheTableIsRepublished(bool split) {
+  TwoNodes t({.vnet = true, .gso = true, .split = split},
+             {.vnet = true, .gro = true, .split = split});
   const auto with_b = std::make_shared<const RouteTable>(
       ip4("10.5.1.0"), 24, std::vector{route("10.5.2.0", "192.168.91.12")});
   const auto without_b =
@@ -583,6 +586,16 @@ TEST(UdpDataPlane, ThreadsForwardWhileTheTableIsRepublished) {
   t.b.dp->start();
   EXPECT_TRUE(test::pollUntil([&] { return t.b.tun->writtenCount() == cb.tun_tx_packets + 1; },
                               std::chrono::seconds(5), std::chrono::milliseconds(5)));
+}
+
+TEST(UdpDataPlane, ThreadsForwardWhileTheTableIsRepublished) {
+  threadsForwardWhileTheTableIsRepublished(false);
+}
+
+// The same with a thread per direction per queue (both threads of a worker read the table and
+// count, each into its own counter set).
+TEST(UdpDataPlane, ThreadPerDirectionForwardsWhileTheTableIsRepublished) {
+  threadsForwardWhileTheTableIsRepublished(true);
 }
 
 TEST(UdpDataPlane, OneWorkerPerQueueEachWithItsOwnSocket) {
@@ -751,19 +764,29 @@ TEST(UdpConfig, DefaultsAndFields) {
   EXPECT_EQ(d.port, 8285);
   EXPECT_EQ(d.queues, 0u);
   EXPECT_TRUE(d.offload);
-  const auto c = parseUdpConfig(R"({"Type":"udp","Port":9000,"Queues":4,"Offload":false})").value();
+  EXPECT_FALSE(d.thread_per_direction);
+  const auto c =
+      parseUdpConfig(
+          R"({"Type":"udp","Port":9000,"Queues":4,"Offload":false,"ThreadPerDirection":true})")
+          .value();
   EXPECT_EQ(c.port, 9000);
   EXPECT_EQ(c.queues, 4u);
   EXPECT_FALSE(c.offload);
+  EXPECT_TRUE(c.thread_per_direction);
   EXPECT_EQ(parseUdpConfig(R"({"Port":0})").value().port, 8285) << "0 means the default";
 }
 
 TEST(UdpConfig, ErrorsNameTheField) {
   const std::pair<const char*, const char*> cases[] = {
-      {R"({"Port":"8285"})", "Backend.Port"},      {R"({"Port":65536})", "Backend.Port"},
-      {R"({"Port":-1})", "Backend.Port"},          {R"({"Port":1.5})", "Backend.Port"},
-      {R"({"Queues":9})", "Backend.Queues"},       {R"({"Queues":"2"})", "Backend.Queues"},
-      {R"({"Offload":"yes"})", "Backend.Offload"}, {R"({"Offload":1})", "Backend.Offload"},
+      {R"({"Port":"8285"})", "Backend.Port"},
+      {R"({"Port":65536})", "Backend.Port"},
+      {R"({"Port":-1})", "Backend.Port"},
+      {R"({"Port":1.5})", "Backend.Port"},
+      {R"({"Queues":9})", "Backend.Queues"},
+      {R"({"Queues":"2"})", "Backend.Queues"},
+      {R"({"Offload":"yes"})", "Backend.Offload"},
+      {R"({"Offload":1})", "Backend.Offload"},
+      {R"({"ThreadPerDirection":"no"})", "Backend.ThreadPerDirection"},
   };
   for (const auto& [json, field] : cases) {
     auto r = parseUdpConfig(json);

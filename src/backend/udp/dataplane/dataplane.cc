@@ -20,6 +20,9 @@ constexpr size_t kMaxGsoSegments = 64;  // UDP_MAX_SEGMENTS on older kernels
 constexpr size_t kMaxGsoBytes = 65000;  // below the 65507-byte UDP payload limit
 constexpr size_t kGroSlots = 16;        // 64 KiB GRO receives per recvmmsg
 
+constexpr int kTunToUdp = 1;
+constexpr int kUdpToTun = 2;
+
 enum Counter : size_t {
   kTunRxPackets,
   kTunRxBytes,
@@ -42,6 +45,9 @@ std::unique_ptr<std::byte[]> rawBuffer(size_t n) {
   return std::unique_ptr<std::byte[]>(
       new std::byte[n]);  // not zeroed: untouched pages stay out of RSS
 }
+
+// The direction the calling thread is working in: selects the counter set.
+thread_local int tls_dir = 0;
 
 const RouteTable& emptyTable() {
   static const RouteTable t;
@@ -72,39 +78,49 @@ class Worker {
     coalescer_ = TcpCoalescer({coalesce_buf_.get(), kSlotSize});
   }
 
+  // One non-blocking pass over both directions (one thread per queue, and pollOnce()).
   bool step() {
-    // Epoch-based reclamation: announce the epoch we read in, then take the current table; the
-    // control thread frees a replaced table only once every worker is past it or quiescent.
-    reading_.store(table_.epoch.load());
-    const RouteTable* snap = table_.current.load();
-    const RouteTable& table = snap != nullptr ? *snap : emptyTable();
-    const bool a = tunStep(table);
-    const bool b = udpStep(table);
-    reading_.store(kQuiescent, std::memory_order_release);
+    const bool a = tunStep();
+    const bool b = udpStep();
     return a || b;
   }
 
-  void run(int stop_fd, const std::atomic<bool>& stopping) {
-    pollfd fds[3] = {{tun_.pollFd(), POLLIN, 0}, {sock_.pollFd(), POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  // The thread's loop. `dirs`: which directions this thread serves (both, or one of them when
+  // each direction of a queue has its own thread).
+  void run(int stop_fd, const std::atomic<bool>& stopping, int dirs) {
+    pollfd fds[3];
+    nfds_t n = 0;
+    if ((dirs & kTunToUdp) != 0) {
+      fds[n++] = {tun_.pollFd(), POLLIN, 0};
+    }
+    if ((dirs & kUdpToTun) != 0) {
+      fds[n++] = {sock_.pollFd(), POLLIN, 0};
+    }
+    fds[n++] = {stop_fd, POLLIN, 0};
     while (!stopping.load(std::memory_order_relaxed)) {
-      if (step()) {
+      const bool a = (dirs & kTunToUdp) != 0 && tunStep();
+      const bool b = (dirs & kUdpToTun) != 0 && udpStep();
+      if (a || b) {
         continue;
       }
-      int r = ::poll(fds, 3, -1);
+      int r = ::poll(fds, n, -1);
       if (r < 0 && errno != EINTR) {
         return;
       }
-      if ((fds[2].revents & POLLIN) != 0) {
+      if ((fds[n - 1].revents & POLLIN) != 0) {
         return;
       }
     }
   }
 
-  // The epoch this worker read the table in, or kQuiescent between steps.
-  uint64_t readingEpoch() const { return reading_.load(); }
+  // The oldest epoch a direction of this worker is reading the table in, or kQuiescent.
+  uint64_t readingEpoch() const { return std::min(reading_[0].load(), reading_[1].load()); }
 
   void addTo(DataPlaneCounters& c) const {
-    auto v = [&](size_t i) { return counters_[i].load(std::memory_order_relaxed); };
+    auto v = [&](size_t i) {
+      return counters_[0][i].load(std::memory_order_relaxed) +
+             counters_[1][i].load(std::memory_order_relaxed);
+    };
     c.tun_rx_packets += v(kTunRxPackets);
     c.tun_rx_bytes += v(kTunRxBytes);
     c.tun_rx_super += v(kTunRxSuper);
@@ -125,9 +141,21 @@ class Worker {
 
  private:
   void add(size_t i, uint64_t n = 1) {
-    // One writer per counter: a relaxed load + store is enough and cheaper than fetch_add.
-    counters_[i].store(counters_[i].load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    // One writer per counter set (each direction has its own, see tls_dir): a relaxed load +
+    // store is enough and cheaper than fetch_add.
+    auto& c = counters_[tls_dir][i];
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+
+  // Epoch-based reclamation: announce the epoch we read in, then take the current table; the
+  // control thread frees a replaced table only once every reader is past it or quiescent.
+  const RouteTable& enter(int dir) {
+    tls_dir = dir;
+    reading_[dir].store(table_.epoch.load());
+    const RouteTable* snap = table_.current.load();
+    return snap != nullptr ? *snap : emptyTable();
+  }
+  void leave(int dir) { reading_[dir].store(kQuiescent, std::memory_order_release); }
   void dropped(Drop d) { add(kDropBase + static_cast<size_t>(d)); }
 
   void writeTun(const kernel::VirtioNetHdr* hdr, std::span<const std::byte> pkt) {
@@ -230,7 +258,14 @@ class Worker {
     }
   }
 
-  bool tunStep(const RouteTable& table) {
+  bool tunStep() {
+    const RouteTable& table = enter(0);
+    const bool moved = tunBatch(table);
+    leave(0);
+    return moved;
+  }
+
+  bool tunBatch(const RouteTable& table) {
     size_t got = 0;
     for (size_t i = 0; i < batch_; ++i) {
       kernel::VirtioNetHdr hdr{};
@@ -298,7 +333,14 @@ class Worker {
     writeTun(nullptr, pkt);
   }
 
-  bool udpStep(const RouteTable& table) {
+  bool udpStep() {
+    const RouteTable& table = enter(1);
+    const bool moved = udpBatch(table);
+    leave(1);
+    return moved;
+  }
+
+  bool udpBatch(const RouteTable& table) {
     for (size_t i = 0; i < udp_slot_count_; ++i) {
       recv_slots_[i] = kernel::RecvSlot{.buf = {udp_bufs_[i].get(), kSlotSize}};
     }
@@ -327,7 +369,7 @@ class Worker {
   kernel::UdpBatchSocket& sock_;
   DataPlaneConfig config_;
   const TableSlot& table_;
-  std::atomic<uint64_t> reading_{kQuiescent};
+  std::array<std::atomic<uint64_t>, 2> reading_{kQuiescent, kQuiescent};  // per direction
   size_t batch_ = 64;
   std::vector<std::unique_ptr<std::byte[]>> tun_slots_;
   std::vector<std::unique_ptr<std::byte[]>> udp_bufs_;
@@ -339,7 +381,8 @@ class Worker {
   std::unique_ptr<std::byte[]> segbuf_;
   std::unique_ptr<std::byte[]> coalesce_buf_;
   TcpCoalescer coalescer_{{}};
-  std::array<std::atomic<uint64_t>, kCounterCount> counters_{};
+  // Per direction (0: TUN -> UDP, 1: UDP -> TUN), so each has a single writer.
+  std::array<std::array<std::atomic<uint64_t>, kCounterCount>, 2> counters_{};
 };
 
 DataPlane::DataPlane(kernel::TunDevice tun,
@@ -400,11 +443,22 @@ void DataPlane::start() {
   ensureWorkers();
   stopping_.store(false);
   for (size_t i = 0; i < workers_.size(); ++i) {
-    threads_.emplace_back([this, i] {
-      const std::string name = "flannel-udp/" + std::to_string(i);
-      pthread_setname_np(pthread_self(), name.c_str());
-      workers_[i]->run(stop_fd_, stopping_);
-    });
+    if (!config_.thread_per_direction) {
+      threads_.emplace_back([this, i] {
+        const std::string name = "flannel-udp/" + std::to_string(i);
+        pthread_setname_np(pthread_self(), name.c_str());
+        workers_[i]->run(stop_fd_, stopping_, kTunToUdp | kUdpToTun);
+      });
+      continue;
+    }
+    for (int dir : {kTunToUdp, kUdpToTun}) {
+      threads_.emplace_back([this, i, dir] {
+        const std::string name =
+            "flannel-udp/" + std::to_string(i) + (dir == kTunToUdp ? "t" : "r");
+        pthread_setname_np(pthread_self(), name.c_str());
+        workers_[i]->run(stop_fd_, stopping_, dir);
+      });
+    }
   }
 }
 

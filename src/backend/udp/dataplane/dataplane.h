@@ -48,6 +48,8 @@ struct DataPlaneConfig {
   uint16_t port = 8285;  // peers' port (flannel assumes it equals ours)
   size_t batch = 64;     // packets per read/send batch
   uint32_t mtu = 1472;   // TUN MTU: plain packets are at most this long
+  // Two threads per queue (TUN -> UDP and UDP -> TUN) instead of one serving both.
+  bool thread_per_direction = false;
 };
 
 class Worker;
