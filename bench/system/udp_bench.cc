@@ -39,6 +39,8 @@ const Case kCases[] = {
     {"vxlan (kernel)", R"({"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}})"},
     {"udp (all offloads, 1 queue per CPU)",
      R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})"},
+    {"udp (all offloads, 1 queue per CPU, thread per direction)",
+     R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "ThreadPerDirection": true}})"},
     {"udp (all offloads, 1 queue)",
      R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Queues": 1}})"},
     {"udp (no offloads: batched sendmmsg/recvmmsg only, 1 queue)",
