@@ -183,5 +183,43 @@ TEST_F(KubeModeE2e, HostGwPodsPingAcrossHosts) {
   EXPECT_EQ(ann->at("flannel.alpha.coreos.com/backend-data"), "null");
 }
 
+// The udp backend in Kubernetes mode: pods talk over flannel0, and the annotations are Go
+// flannel's for udp (SPEC.md §4.4: "backend-type" is the empty string, "backend-data" null).
+TEST_F(KubeModeE2e, UdpPodsPingAcrossHostsWithGoFlannelsAnnotations) {
+  if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "this kernel has no /dev/net/tun (the udp backend needs the tun module)";
+  }
+  std::ofstream(net_conf_) << R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})";
+  for (int i = 1; i <= 3; ++i) {
+    api_->putNode({.name = fmt::format("h{}", i),
+                   .annotations = {},
+                   .pod_cidrs = {fmt::format("10.5.{}.0/24", i)},
+                   .labels = {},
+                   .internal_ip = ""});
+    ASSERT_TRUE(startHost(i));
+  }
+  for (int i = 1; i <= 3; ++i) {
+    auto env = cluster_->waitSubnetEnv(i, 20s);
+    ASSERT_TRUE(env) << env.error().message;
+    EXPECT_EQ(env->mtu, 1472u) << "udp: ext - 28";
+    ASSERT_TRUE(cluster_->addPod(i));
+  }
+  for (int i = 1; i <= 3; ++i) {
+    for (int j = 1; j <= 3; ++j) {
+      if (i != j) {
+        EXPECT_TRUE(cluster_->pod(i).ping(cluster_->podIp(j), 10s))
+            << "pod " << i << " -> pod " << j << "\n"
+            << cluster_->flanneldLog(i);
+      }
+    }
+  }
+  EXPECT_THAT(routeOn(1, "10.5.0.0/16"), HasSubstr("dev flannel0"));
+  auto ann = api_->annotations("h2");
+  ASSERT_TRUE(ann);
+  EXPECT_EQ(ann->at("flannel.alpha.coreos.com/backend-type"), "");
+  EXPECT_EQ(ann->at("flannel.alpha.coreos.com/backend-data"), "null");
+  EXPECT_EQ(ann->at("flannel.alpha.coreos.com/public-ip"), "192.168.91.12");
+}
+
 }  // namespace
 }  // namespace flannel::test
