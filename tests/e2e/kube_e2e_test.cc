@@ -72,6 +72,28 @@ class KubeModeE2e : public ::testing::Test {
     auto r = cluster_->host(host).ip({"route", "show", dst});
     return r ? r->out : std::string();
   }
+  // Three nodes with podCIDRs 10.5.<i>.0/24 and flanneld on each with `net_conf`; checks the MTU
+  // in subnet.env, adds the pods and expects every pod to reach every other.
+  void startThreeAndPingAll(const std::string& net_conf, uint32_t mtu) {
+    std::ofstream(net_conf_) << net_conf;
+    for (int i = 1; i <= 3; ++i) {
+      api_->putNode({.name = fmt::format("h{}", i),
+                     .annotations = {},
+                     .pod_cidrs = {fmt::format("10.5.{}.0/24", i)},
+                     .labels = {},
+                     .internal_ip = ""});
+      ASSERT_TRUE(startHost(i));
+    }
+    for (int i = 1; i <= 3; ++i) {
+      auto env = cluster_->waitSubnetEnv(i, 20s);
+      ASSERT_TRUE(env) << env.error().message;
+      EXPECT_EQ(env->mtu, mtu);
+      ASSERT_TRUE(cluster_->addPod(i));
+    }
+    for (const auto& failure : cluster_->meshFailures(10s)) {
+      ADD_FAILURE() << failure;
+    }
+  }
   std::unique_ptr<FlannelCluster> cluster_;
   std::unique_ptr<KubeApiServer> api_;
   std::string net_conf_;
@@ -152,30 +174,8 @@ namespace flannel::test {
 namespace {
 
 TEST_F(KubeModeE2e, HostGwPodsPingAcrossHosts) {
-  std::ofstream(net_conf_) << R"({"Network": "10.5.0.0/16", "Backend": {"Type": "host-gw"}})";
-  for (int i = 1; i <= 3; ++i) {
-    api_->putNode({.name = fmt::format("h{}", i),
-                   .annotations = {},
-                   .pod_cidrs = {fmt::format("10.5.{}.0/24", i)},
-                   .labels = {},
-                   .internal_ip = ""});
-    ASSERT_TRUE(startHost(i));
-  }
-  for (int i = 1; i <= 3; ++i) {
-    auto env = cluster_->waitSubnetEnv(i, 20s);
-    ASSERT_TRUE(env) << env.error().message;
-    EXPECT_EQ(env->mtu, 1500u) << "host-gw has no tunnel overhead";
-    ASSERT_TRUE(cluster_->addPod(i));
-  }
-  for (int i = 1; i <= 3; ++i) {
-    for (int j = 1; j <= 3; ++j) {
-      if (i != j) {
-        EXPECT_TRUE(cluster_->pod(i).ping(cluster_->podIp(j), 10s))
-            << "pod " << i << " -> pod " << j << "\n"
-            << cluster_->flanneldLog(i);
-      }
-    }
-  }
+  // host-gw has no tunnel overhead: MTU 1500.
+  startThreeAndPingAll(R"({"Network": "10.5.0.0/16", "Backend": {"Type": "host-gw"}})", 1500);
   EXPECT_THAT(routeOn(1, "10.5.2.0/24"), HasSubstr("via 192.168.91.12 dev eth0"));
   auto ann = api_->annotations("h2");
   ASSERT_TRUE(ann);
@@ -189,30 +189,7 @@ TEST_F(KubeModeE2e, UdpPodsPingAcrossHostsWithGoFlannelsAnnotations) {
   if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
     GTEST_SKIP() << "this kernel has no /dev/net/tun (the udp backend needs the tun module)";
   }
-  std::ofstream(net_conf_) << R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})";
-  for (int i = 1; i <= 3; ++i) {
-    api_->putNode({.name = fmt::format("h{}", i),
-                   .annotations = {},
-                   .pod_cidrs = {fmt::format("10.5.{}.0/24", i)},
-                   .labels = {},
-                   .internal_ip = ""});
-    ASSERT_TRUE(startHost(i));
-  }
-  for (int i = 1; i <= 3; ++i) {
-    auto env = cluster_->waitSubnetEnv(i, 20s);
-    ASSERT_TRUE(env) << env.error().message;
-    EXPECT_EQ(env->mtu, 1472u) << "udp: ext - 28";
-    ASSERT_TRUE(cluster_->addPod(i));
-  }
-  for (int i = 1; i <= 3; ++i) {
-    for (int j = 1; j <= 3; ++j) {
-      if (i != j) {
-        EXPECT_TRUE(cluster_->pod(i).ping(cluster_->podIp(j), 10s))
-            << "pod " << i << " -> pod " << j << "\n"
-            << cluster_->flanneldLog(i);
-      }
-    }
-  }
+  startThreeAndPingAll(R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})", 1472);
   EXPECT_THAT(routeOn(1, "10.5.0.0/16"), HasSubstr("dev flannel0"));
   auto ann = api_->annotations("h2");
   ASSERT_TRUE(ann);
