@@ -1,9 +1,16 @@
-# ASan + UBSan build (preset "asan"); fuzzing instrumentation (preset "fuzz", clang-14).
+# ASan + UBSan build (preset "asan"); ThreadSanitizer (preset "tsan"); fuzzing
+# instrumentation (preset "fuzz", clang-14).
 option(FLANNEL_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
 option(FLANNEL_FUZZ "Build libFuzzer targets (clang only)" OFF)
+option(FLANNEL_TSAN "Build with ThreadSanitizer (preset \"tsan\": the udp data path's threads)" OFF)
 if(FLANNEL_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
+endif()
+if(FLANNEL_TSAN)
+  # -Wno-tsan: libstdc++'s atomic_thread_fence (used by Asio) warns under TSan in GCC 12.
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer -Wno-tsan)
+  add_link_options(-fsanitize=thread)
 endif()
 if(FLANNEL_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
