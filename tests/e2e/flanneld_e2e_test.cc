@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/lease.h"
+#include "support/cluster_fixture.h"
 #include "support/flannel_cluster.h"
 #include "support/poll.h"
 
@@ -17,38 +18,17 @@ namespace {
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-class FlanneldE2e : public ::testing::Test {
+class FlanneldE2e : public ClusterFixture {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) {
       GTEST_SKIP() << "needs root: creates network namespaces, vxlan devices and routes";
     }
   }
-  void start(int hosts, std::string config, std::vector<std::string> args = {}) {
-    FlannelClusterSpec spec;
-    spec.hosts = hosts;
-    spec.network_config = std::move(config);
-    spec.flanneld_args = std::move(args);
-    spec.flanneld_binary = FLANNELD_BINARY;
-    auto c = FlannelCluster::create(spec);
-    ASSERT_TRUE(c) << c.error().message;
-    cluster_ = std::move(*c);
-    auto subnets = cluster_->startAllWithPods(20s);
-    ASSERT_TRUE(subnets) << subnets.error().message;
-    subnets_ = *subnets;
-  }
-  // Every pod pings every other pod (bounded: a few seconds per pair while routes converge).
-  void expectFullMesh() {
-    for (const auto& failure : cluster_->meshFailures(10s)) {
-      ADD_FAILURE() << failure;
-    }
-  }
   std::string routeTo(int host, int peer) {
     auto r = cluster_->host(host).ip({"route", "show", subnets_.at(peer).toString()});
     return r ? r->out : std::string();
   }
-  std::unique_ptr<FlannelCluster> cluster_;
-  std::map<int, IpNet> subnets_;
 };
 
 TEST_F(FlanneldE2e, VxlanThreeHostsEveryPodReachesEveryPodOverTcpToo) {

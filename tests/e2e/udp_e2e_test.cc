@@ -18,6 +18,7 @@
 
 #include "core/lease.h"
 #include "core/subnet_env.h"
+#include "support/cluster_fixture.h"
 #include "support/flannel_cluster.h"
 #include "support/poll.h"
 
@@ -30,7 +31,7 @@ using namespace std::chrono_literals;
 
 constexpr const char* kUdpConfig = R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}})";
 
-class UdpE2e : public ::testing::Test {
+class UdpE2e : public ClusterFixture {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) {
@@ -40,27 +41,16 @@ class UdpE2e : public ::testing::Test {
       GTEST_SKIP() << "this kernel has no /dev/net/tun (the udp backend needs the tun module)";
     }
   }
-  void start(int hosts, std::string config, std::vector<std::string> args = {}) {
-    FlannelClusterSpec spec;
-    spec.hosts = hosts;
-    spec.network_config = std::move(config);
-    spec.flanneld_args = std::move(args);
-    spec.flanneld_binary = FLANNELD_BINARY;
-    auto c = FlannelCluster::create(spec);
-    ASSERT_TRUE(c) << c.error().message;
-    cluster_ = std::move(*c);
-    auto subnets = cluster_->startAllWithPods(20s);
-    ASSERT_TRUE(subnets) << subnets.error().message;
-    subnets_ = *subnets;
+  // The fixture's start, plus SPEC §5.3's subnet.env MTU (ext - 28) on every host.
+  void startUdp(int hosts, std::string config, std::vector<std::string> args = {}) {
+    start(hosts, std::move(config), std::move(args));
+    if (HasFatalFailure()) {
+      return;
+    }
     for (int i = 1; i <= hosts; ++i) {
       auto env = readSubnetEnv(cluster_->subnetFile(i).string());
       ASSERT_TRUE(env);
-      EXPECT_EQ(env->mtu.value_or(0), 1500u - 28u) << "udp: subnet.env MTU is ext - 28 (SPEC §5.3)";
-    }
-  }
-  void expectFullMesh() {
-    for (const auto& failure : cluster_->meshFailures(10s)) {
-      ADD_FAILURE() << failure;
+      EXPECT_EQ(env->mtu.value_or(0), 1500u - 28u) << "udp: subnet.env MTU is ext - 28";
     }
   }
   void expectTcp(int from, int to) {
@@ -168,12 +158,10 @@ class UdpE2e : public ::testing::Test {
     }
     return std::stod(page.substr(at + name.size() + 2));
   }
-  std::unique_ptr<FlannelCluster> cluster_;
-  std::map<int, IpNet> subnets_;
 };
 
 TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
-  start(3, kUdpConfig);
+  startUdp(3, kUdpConfig);
   expectFullMesh();
   expectTcp(1, 3);
   expectTcp(2, 1);
@@ -201,7 +189,7 @@ TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
 }
 
 TEST_F(UdpE2e, AHostThatLeavesIsRemovedAndItsSubnetBecomesUnreachable) {
-  start(3, kUdpConfig);
+  startUdp(3, kUdpConfig);
   expectFullMesh();
   const auto gone = subnets_.at(3);
   ASSERT_TRUE(cluster_->stopFlanneld(3));
@@ -230,7 +218,7 @@ TEST_F(UdpE2e, AHostThatLeavesIsRemovedAndItsSubnetBecomesUnreachable) {
 TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsOneQueueTwoThreads) {
   // Offload off + one queue: the plain read/sendmmsg/recvmmsg path, as on old kernels; and a
   // thread per direction.
-  start(2, R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false,
+  startUdp(2, R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false,
                "Queues": 1, "ThreadPerDirection": true}})");
   expectFullMesh();
   expectTcp(1, 2);
@@ -254,7 +242,7 @@ TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsOneQueueTwoThreads) {
 // arrives as the bare IPv4 packet in a UDP datagram to h1:8285; the echo reply comes back the
 // same way, TTL decremented by h1's kernel and its data path.
 TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
-  start(1, kUdpConfig, {"-healthz-port=9099"});
+  startUdp(1, kUdpConfig, {"-healthz-port=9099"});
   auto& sw = cluster_->topology().switchNs();
   ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
                                         R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
