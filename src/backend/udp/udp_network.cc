@@ -130,8 +130,7 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
       tun->uso ? "on" : "off", gso ? "on" : "off", gro ? "on" : "off");
   net->dataplane_ = std::make_unique<DataPlane>(
       std::move(*tun), std::move(*sockets),
-      DataPlaneConfig{
-          .port = cfg->port, .mtu = net->mtu_, .thread_per_direction = cfg->thread_per_direction});
+      DataPlaneConfig{.port = cfg->port, .thread_per_direction = cfg->thread_per_direction});
   return std::unique_ptr<Network>(std::move(net));
 }
 

@@ -47,7 +47,6 @@ struct DataPlaneConfig {
   Ip4 tun_address{};     // our subnet's network address, the ICMP error source
   uint16_t port = 8285;  // peers' port (flannel assumes it equals ours)
   size_t batch = 64;     // packets per read/send batch
-  uint32_t mtu = 1472;   // TUN MTU: plain packets are at most this long
   // Two threads per queue (TUN -> UDP and UDP -> TUN) instead of one serving both.
   bool thread_per_direction = false;
 };
