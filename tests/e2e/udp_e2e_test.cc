@@ -237,6 +237,24 @@ TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsOneQueueTwoThreads) {
   expectFullMesh();
 }
 
+// The control plane goes away, the data plane stays: with etcd stopped, pods keep talking over
+// the udp data path (its table is the last one published), and flanneld keeps running and
+// retrying; when etcd is back, it carries on.
+TEST_F(UdpE2e, PodsKeepTalkingWhileEtcdIsDown) {
+  startUdp(2, kUdpConfig);
+  expectFullMesh();
+  ASSERT_TRUE(cluster_->etcd().stopMember(0));
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_TRUE(cluster_->pod(1).ping(cluster_->podIp(2), 3s)) << "round " << round;
+    EXPECT_TRUE(cluster_->pod(2).ping(cluster_->podIp(1), 3s)) << "round " << round;
+    std::this_thread::sleep_for(1s);
+  }
+  EXPECT_TRUE(cluster_->flanneld(1)->running()) << cluster_->flanneldLog(1);
+  EXPECT_TRUE(cluster_->flanneld(2)->running()) << cluster_->flanneldLog(2);
+  ASSERT_TRUE(cluster_->etcd().restartMember(0));
+  EXPECT_TRUE(cluster_->pod(1).ping(cluster_->podIp(2), 5s));
+}
+
 // A peer speaking flannel's udp wire format, made by hand: an echo request from a pod of a
 // "Go flannel node" (lease 10.5.200.0/24 at 192.168.91.1, the switch namespace) to pod 1
 // arrives as the bare IPv4 packet in a UDP datagram to h1:8285; the echo reply comes back the
