@@ -11,7 +11,7 @@ add_dependencies(flanneld_e2e_tests flanneld)
 # The udp backend end to end (TUN devices, UDP sockets, a hand-made Go-format peer).
 flannel_add_test(udp_e2e_tests
   SOURCES udp_e2e_test.cc
-  LIBS flannel_test_cluster
+  LIBS flannel_test_cluster flannel_packet_builder
   LABELS e2e privileged
   SERIAL
   TIMEOUT 300)

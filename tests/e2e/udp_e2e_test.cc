@@ -20,6 +20,7 @@
 #include "core/subnet_env.h"
 #include "support/cluster_fixture.h"
 #include "support/flannel_cluster.h"
+#include "support/packet_builder.h"
 #include "support/poll.h"
 
 namespace flannel::test {
@@ -278,40 +279,16 @@ TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
   const int peer = open("192.168.91.1");
   const int rogue = open("192.168.91.99");
 
+  // An echo request from a pod of the Go node (10.5.200.5) to pod 1; `seq` goes in the IP id.
   auto echoRequest = [&](uint16_t seq) {
-    std::array<uint8_t, 36> p{};
-    p[0] = 0x45;
-    p[3] = static_cast<uint8_t>(p.size());
-    p[8] = 64;                               // TTL
-    p[9] = 1;                                // ICMP
-    const uint32_t src = htonl(0x0a05c805);  // 10.5.200.5
-    in_addr dst{};
-    ::inet_pton(AF_INET, cluster_->podIp(1).c_str(), &dst);
-    std::memcpy(&p[12], &src, 4);
-    std::memcpy(&p[16], &dst, 4);
-    auto csum = [](const uint8_t* d, size_t n) {
-      uint32_t s = 0;
-      for (size_t i = 0; i + 1 < n; i += 2) {
-        s += static_cast<uint32_t>((d[i] << 8) | d[i + 1]);
-      }
-      while (s >> 16) {
-        s = (s & 0xffff) + (s >> 16);
-      }
-      return static_cast<uint16_t>(~s);
-    };
-    uint16_t c = csum(p.data(), 20);
-    p[10] = static_cast<uint8_t>(c >> 8);
-    p[11] = static_cast<uint8_t>(c);
-    p[20] = 8;  // echo request
-    p[24] = 0x12;
-    p[25] = 0x34;  // id
-    p[26] = static_cast<uint8_t>(seq >> 8);
-    p[27] = static_cast<uint8_t>(seq);
-    std::memcpy(&p[28], "flannel!", 8);
-    c = csum(&p[20], 16);
-    p[22] = static_cast<uint8_t>(c >> 8);
-    p[23] = static_cast<uint8_t>(c);
-    return p;
+    const std::string_view data = "flannel!";
+    return PacketBuilder::icmp()
+        .src("10.5.200.5")
+        .dst(cluster_->podIp(1))
+        .ttl(64)
+        .id(seq)
+        .payload(std::as_bytes(std::span(data.data(), data.size())))
+        .build();
   };
   sockaddr_in h1{};
   h1.sin_family = AF_INET;
@@ -354,8 +331,8 @@ TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
   EXPECT_EQ(reply[0], 0x45);
   EXPECT_EQ(reply[9], 1);
   EXPECT_EQ(reply[20], 0) << "ICMP echo reply";
-  EXPECT_EQ(reply[24], 0x12);
-  EXPECT_EQ(reply[25], 0x34);
+  EXPECT_EQ(reply[24], 0x42);  // PacketBuilder's echo id
+  EXPECT_EQ(reply[25], 0x42);
   EXPECT_EQ(std::memcmp(&reply[28], "flannel!", 8), 0);
   EXPECT_EQ(reply[16], 10);
   EXPECT_EQ(reply[17], 5);

@@ -156,6 +156,13 @@ class Worker {
     return snap != nullptr ? *snap : emptyTable();
   }
   void leave(int dir) { reading_[dir].store(kQuiescent, std::memory_order_release); }
+  // One batch of direction `dir` (0: TUN -> UDP, 1: UDP -> TUN) with the table held.
+  bool inEpoch(int dir, bool (Worker::*batch)(const RouteTable&)) {
+    const RouteTable& table = enter(dir);
+    const bool moved = (this->*batch)(table);
+    leave(dir);
+    return moved;
+  }
   void dropped(Drop d) { add(kDropBase + static_cast<size_t>(d)); }
 
   void writeTun(const kernel::VirtioNetHdr* hdr, std::span<const std::byte> pkt) {
@@ -258,12 +265,7 @@ class Worker {
     }
   }
 
-  bool tunStep() {
-    const RouteTable& table = enter(0);
-    const bool moved = tunBatch(table);
-    leave(0);
-    return moved;
-  }
+  bool tunStep() { return inEpoch(0, &Worker::tunBatch); }
 
   bool tunBatch(const RouteTable& table) {
     size_t got = 0;
@@ -333,12 +335,7 @@ class Worker {
     writeTun(nullptr, pkt);
   }
 
-  bool udpStep() {
-    const RouteTable& table = enter(1);
-    const bool moved = udpBatch(table);
-    leave(1);
-    return moved;
-  }
+  bool udpStep() { return inEpoch(1, &Worker::udpBatch); }
 
   bool udpBatch(const RouteTable& table) {
     for (size_t i = 0; i < udp_slot_count_; ++i) {

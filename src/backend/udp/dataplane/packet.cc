@@ -40,6 +40,9 @@ constexpr uint8_t kTcpEce = 0x40;
 constexpr uint8_t kTcpCwr = 0x80;
 constexpr size_t kMaxIpPacket = 65535;
 
+// The IPv4 header checksum (the field itself skipped). A plain 16-bit loop on purpose: for a
+// 20-byte header it is faster than checksumAdd()'s vector path (measured with
+// udp_packet_bench's BM_SegmentTso, which computes one per segment).
 uint16_t ipv4HeaderChecksum(const std::byte* h, size_t len) noexcept {
   uint32_t sum = 0;
   for (size_t i = 0; i + 1 < len; i += 2) {
