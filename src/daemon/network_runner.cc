@@ -123,6 +123,14 @@ void NetworkRunner::reconcileOnce() {
     return;
   }
   auto plan = kernel::diff(desired, *observed, own);
+  if (!have_listing_) {
+    // Until the first lease listing arrives we do not know which peers exist: an entry left by
+    // an earlier run may belong to a live peer, and removing it now would cut that peer's
+    // traffic until the listing puts it back. Only additions run before then; stale entries go
+    // with the first reconcile after the listing.
+    std::erase_if(plan.ops,
+                  [](const kernel::Op& op) { return op.action == kernel::Action::Delete; });
+  }
   if (plan.empty()) {
     stats_.last_reconcile_clean = true;
     if (have_listing_) {
