@@ -58,27 +58,31 @@ bool jumpsTo(const nlohmann::json& expr, std::string_view chain) {
 }  // namespace
 
 Result<std::unique_ptr<NftChainReader>> NftChainReader::create() {
-  auto session = NftSession::create();
-  if (!session) {
-    return session.error();
+  auto ns = NftNamespace::here();
+  if (!ns) {
+    return ns.error();
   }
-  return std::unique_ptr<NftChainReader>(new NftChainReader(std::move(*session)));
+  if (auto api = NftLibrary::acquire(); !api) {
+    return api.error();
+  }
+  return std::unique_ptr<NftChainReader>(new NftChainReader(std::move(*ns)));
 }
 
-Result<std::optional<nlohmann::json>> NftChainReader::listChain(std::string_view family,
+Result<std::optional<nlohmann::json>> NftChainReader::listChain(NftSession& session,
+                                                                std::string_view family,
                                                                 std::string_view table,
                                                                 std::string_view chain) {
   Json ref = Json::object();
   ref["family"] = family;
   ref["table"] = table;
   ref["name"] = chain;
-  auto listing = session_->run(listCommand("chain", std::move(ref)));
+  auto listing = session.run(listCommand("chain", std::move(ref)));
   if (!listing) {
     // Listing a chain that does not exist fails; tell that apart from real failures by listing
     // the family's chains (cheap: no rules).
     Json filter = Json::object();
     filter["family"] = family;
-    auto chains = session_->run(listCommand("chains", std::move(filter)));
+    auto chains = session.run(listCommand("chains", std::move(filter)));
     if (chains && !chainListed(*chains, family, table, chain)) {
       return std::optional<nlohmann::json>{};
     }
@@ -106,11 +110,24 @@ Result<std::string> NftChainReader::snapshot(Family family, std::string_view tab
                                              std::string_view chain, std::string_view hook_chain) {
   const auto fam = nftFamily(family);
   const auto ctx = fmt::format("listing {} {}/{} in-process", familyName(family), table, chain);
-  auto ours = listChain(fam, table, chain);
+  const auto key = fmt::format("{} {} {} {}", fam, table, chain, hook_chain);
+  // Read before listing: a change that lands during the listing moves it again, so the next
+  // call lists once more rather than trusting a snapshot older than the generation it carries.
+  auto generation = ns_->generation();
+  auto known = remembered_.find(key);
+  if (generation && known != remembered_.end() && known->second.generation == *generation) {
+    return known->second.text;
+  }
+  auto session = ns_->openSession();
+  if (!session) {
+    return session.error().context(ctx);
+  }
+  ++listings_;
+  auto ours = listChain(**session, fam, table, chain);
   if (!ours) {
     return ours.error().context(ctx);
   }
-  auto hook = listChain(fam, table, hook_chain);
+  auto hook = listChain(**session, fam, table, hook_chain);
   if (!hook) {
     return hook.error().context(ctx);
   }
@@ -128,7 +145,13 @@ Result<std::string> NftChainReader::snapshot(Family family, std::string_view tab
   snap["hook_exists"] = hook->has_value();
   snap["jumps"] = std::move(jumps);
   // nlohmann::json keeps keys sorted, so dump() is canonical.
-  return snap.dump();
+  std::string text = snap.dump();
+  if (generation) {
+    remembered_[key] = Remembered{.generation = *generation, .text = text};
+  } else {
+    remembered_.erase(key);  // no generation to compare with: list every time
+  }
+  return text;
 }
 
 }  // namespace flannel::traffic::nft

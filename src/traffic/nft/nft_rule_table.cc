@@ -40,7 +40,11 @@ Json fullyRandomProbe() {
 }  // namespace
 
 Result<std::unique_ptr<NftRuleTable>> NftRuleTable::create() {
-  auto session = NftSession::create();
+  auto ns = NftNamespace::here();
+  if (!ns) {
+    return ns.error().context("nftables mode");
+  }
+  auto session = (*ns)->openSession();
   if (!session) {
     return session.error().context("nftables mode");
   }
@@ -51,15 +55,15 @@ Result<std::unique_ptr<NftRuleTable>> NftRuleTable::create() {
         "without it",
         probe.error().message);
   }
-  return std::unique_ptr<NftRuleTable>(new NftRuleTable(std::move(*session), probe.has_value()));
+  return std::unique_ptr<NftRuleTable>(new NftRuleTable(std::move(*ns), probe.has_value()));
 }
 
-Result<std::optional<ListedTable>> NftRuleTable::listOurTable(Family family) {
+Result<std::optional<ListedTable>> NftRuleTable::listOurTable(NftSession& session, Family family) {
   const auto fam = nftFamily(family);
   const auto name = nftTableName(family);
   Json filter = Json::object();
   filter["family"] = fam;
-  auto tables = session_->run(listCommand("tables", std::move(filter)));
+  auto tables = session.run(listCommand("tables", std::move(filter)));
   if (!tables) {
     return tables.error();
   }
@@ -69,7 +73,7 @@ Result<std::optional<ListedTable>> NftRuleTable::listOurTable(Family family) {
   Json table = Json::object();
   table["family"] = fam;
   table["name"] = name;
-  auto listing = session_->run(listCommand("table", std::move(table)));
+  auto listing = session.run(listCommand("table", std::move(table)));
   if (!listing) {
     return listing.error();
   }
@@ -81,13 +85,18 @@ Result<std::optional<ListedTable>> NftRuleTable::listOurTable(Family family) {
 }
 
 Result<void> NftRuleTable::apply(const RuleSet& rules) {
+  verified_.reset();
+  auto session = ns_->openSession();
+  if (!session) {
+    return session.error().context("applying nftables rules");
+  }
   for (const auto& fam : rules.families) {
     if (fam.chains.empty()) {
       continue;
     }
     const auto ctx = fmt::format("applying {} nftables rules (table {} {})", familyName(fam.family),
                                  nftFamily(fam.family), nftTableName(fam.family));
-    auto seen = listOurTable(fam.family);
+    auto seen = listOurTable(**session, fam.family);
     if (!seen) {
       return seen.error().context(ctx);
     }
@@ -103,7 +112,7 @@ Result<void> NftRuleTable::apply(const RuleSet& rules) {
         }
       }
     }
-    if (auto r = session_->run(renderApply(fam, recreate)); !r) {
+    if (auto r = (*session)->run(renderApply(fam, recreate)); !r) {
       return r.error().context(ctx);
     }
   }
@@ -112,11 +121,21 @@ Result<void> NftRuleTable::apply(const RuleSet& rules) {
 
 Result<RuleDrift> NftRuleTable::missing(const RuleSet& rules) {
   RuleDrift drift;
+  auto generation = ns_->generation();
+  if (generation && verified_ && verified_->generation == *generation &&
+      verified_->rules == rules) {
+    return drift;  // no nftables commit since these rules were found complete
+  }
+  verified_.reset();
+  auto session = ns_->openSession();
+  if (!session) {
+    return session.error().context("checking nftables rules");
+  }
   for (const auto& fam : rules.families) {
     if (fam.chains.empty()) {
       continue;
     }
-    auto seen = listOurTable(fam.family);
+    auto seen = listOurTable(**session, fam.family);
     if (!seen) {
       return seen.error().context(
           fmt::format("checking {} nftables rules", familyName(fam.family)));
@@ -132,13 +151,21 @@ Result<RuleDrift> NftRuleTable::missing(const RuleSet& rules) {
       }
     }
   }
+  if (drift.findings.empty() && generation) {
+    verified_ = Verified{.generation = *generation, .rules = rules};
+  }
   return drift;
 }
 
 Result<void> NftRuleTable::removeRules(const RuleSet& stale) {
+  verified_.reset();
+  auto session = ns_->openSession();
+  if (!session) {
+    return session.error().context("removing stale nftables rules");
+  }
   for (const auto& fam : stale.families) {
     const auto ctx = fmt::format("removing stale {} nftables rules", familyName(fam.family));
-    auto seen = listOurTable(fam.family);
+    auto seen = listOurTable(**session, fam.family);
     if (!seen) {
       return seen.error().context(ctx);
     }
@@ -156,7 +183,7 @@ Result<void> NftRuleTable::removeRules(const RuleSet& stale) {
     }
     log()->info("removing {} stale {} rule(s) from table {} {}", doomed.size(),
                 familyName(fam.family), nftFamily(fam.family), nftTableName(fam.family));
-    if (auto r = session_->run(renderDeleteRules(fam.family, doomed)); !r) {
+    if (auto r = (*session)->run(renderDeleteRules(fam.family, doomed)); !r) {
       return r.error().context(ctx);
     }
   }
@@ -164,9 +191,15 @@ Result<void> NftRuleTable::removeRules(const RuleSet& stale) {
 }
 
 Result<void> NftRuleTable::removeAll(Family family) {
-  if (auto r = session_->run(renderRemoveAll(family)); !r) {
-    return r.error().context(
-        fmt::format("removing nftables table {} {}", nftFamily(family), nftTableName(family)));
+  verified_.reset();
+  const auto ctx =
+      fmt::format("removing nftables table {} {}", nftFamily(family), nftTableName(family));
+  auto session = ns_->openSession();
+  if (!session) {
+    return session.error().context(ctx);
+  }
+  if (auto r = (*session)->run(renderRemoveAll(family)); !r) {
+    return r.error().context(ctx);
   }
   return ok();
 }

@@ -9,9 +9,14 @@
 //   apply(f)    list our table (to spot a chain with the wrong type/hook/priority), then one
 //               transaction: add table, [flush+delete a wrong chain], add chain, flush chain,
 //               add rules (nft/render.h). Atomic per family.
-//   missing(f)  list tables, list our table, compare chain by chain (nft/render.h diffListing).
+//   missing(f)  list tables, list our table, compare chain by chain (nft/render.h diffListing);
+//               skipped while the ruleset generation has not moved since a check of the same
+//               rules found nothing missing (NftNamespace::generation, no libnftables needed).
 //   removeRules delete by handle the listed rules equal to stale ones, one transaction.
 //   removeAll   add + delete our table in one transaction (absent = success).
+//
+// Each call opens its own libnftables session (NftNamespace::openSession) and ends it, so the
+// library is loaded only while rules are written or listed.
 //
 // Unlike Go flannel's nftables mode the tables get no table comment: the JSON parser of
 // libnftables 1.0.6 does not take one.
@@ -20,7 +25,7 @@
 #include <memory>
 #include <optional>
 
-#include "traffic/nft/nft_session.h"
+#include "traffic/nft/nft_namespace.h"
 #include "traffic/nft/render.h"
 #include "traffic/rule_table.h"
 
@@ -28,9 +33,9 @@ namespace flannel::traffic::nft {
 
 class NftRuleTable final : public RuleTable {
  public:
-  // Creates a libnftables context in the calling thread's network namespace and probes, with a
-  // dry run (what `nft --check` does), whether masquerade takes the fully-random flag.
-  // Errors: Errc::Internal when libnftables cannot create a context.
+  // Works on the calling thread's network namespace. Probes, with a dry run (what `nft --check`
+  // does), whether masquerade takes the fully-random flag. Errors: NftNamespace::here()'s, and
+  // NftSession::create()'s (libnftables cannot be loaded or cannot create a context).
   static Result<std::unique_ptr<NftRuleTable>> create();
 
   std::string_view mechanism() const noexcept override { return "nftables"; }
@@ -41,14 +46,21 @@ class NftRuleTable final : public RuleTable {
   Result<void> removeAll(Family family) override;
 
  private:
-  NftRuleTable(std::unique_ptr<NftSession> session, bool fully_random)
-      : session_(std::move(session)), fully_random_(fully_random) {}
+  NftRuleTable(std::unique_ptr<NftNamespace> ns, bool fully_random)
+      : ns_(std::move(ns)), fully_random_(fully_random) {}
 
   // Our table of `family`, or nullopt when it does not exist.
-  Result<std::optional<ListedTable>> listOurTable(Family family);
+  static Result<std::optional<ListedTable>> listOurTable(NftSession& session, Family family);
 
-  std::unique_ptr<NftSession> session_;
+  struct Verified {
+    uint32_t generation = 0;
+    RuleSet rules{};
+  };
+
+  std::unique_ptr<NftNamespace> ns_;
   bool fully_random_;
+  // The last missing() that found nothing missing, and the generation read before it.
+  std::optional<Verified> verified_;
 };
 
 }  // namespace flannel::traffic::nft

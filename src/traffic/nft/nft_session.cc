@@ -1,7 +1,5 @@
 #include "traffic/nft/nft_session.h"
 
-#include <nftables/libnftables.h>
-
 #include <fmt/format.h>
 
 #include "core/strings.h"
@@ -33,34 +31,40 @@ std::string errorText(const char* buffer) {
 }  // namespace
 
 Result<std::unique_ptr<NftSession>> NftSession::create() {
-  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  auto api = NftLibrary::acquire();
+  if (!api) {
+    return api.error();
+  }
+  const NftApi& a = **api;
+  nft_ctx* ctx = a.ctx_new(NFT_CTX_DEFAULT);
   if (ctx == nullptr) {
     return makeError(Errc::Internal, "libnftables: nft_ctx_new failed");
   }
   // JSON output also makes libnftables read JSON input. Stateless: counters print as null, so a
   // listing does not change while packets flow.
-  nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_STATELESS);
-  if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
-    nft_ctx_free(ctx);
+  a.output_set_flags(ctx, NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_STATELESS);
+  if (a.buffer_output(ctx) != 0 || a.buffer_error(ctx) != 0) {
+    a.ctx_free(ctx);
     return makeError(Errc::Internal, "libnftables: cannot buffer output");
   }
-  return std::unique_ptr<NftSession>(new NftSession(ctx));
+  return std::unique_ptr<NftSession>(new NftSession(std::move(*api), ctx));
 }
 
 NftSession::~NftSession() {
-  nft_ctx_free(ctx_);
+  api_->ctx_free(ctx_);
 }
 
 Result<nlohmann::json> NftSession::run(const Json& commands, bool dry_run) {
   const std::string input = commands.dump();
   // Reading a buffer also resets it: start both empty.
-  (void)nft_ctx_get_output_buffer(ctx_);
-  (void)nft_ctx_get_error_buffer(ctx_);
-  nft_ctx_set_dry_run(ctx_, dry_run);
-  const int rc = nft_run_cmd_from_buffer(ctx_, input.c_str());
-  nft_ctx_set_dry_run(ctx_, false);
-  const char* out = nft_ctx_get_output_buffer(ctx_);
-  const char* err = nft_ctx_get_error_buffer(ctx_);
+  const NftApi& a = *api_;
+  (void)a.get_output_buffer(ctx_);
+  (void)a.get_error_buffer(ctx_);
+  a.set_dry_run(ctx_, dry_run);
+  const int rc = a.run_cmd_from_buffer(ctx_, input.c_str());
+  a.set_dry_run(ctx_, false);
+  const char* out = a.get_output_buffer(ctx_);
+  const char* err = a.get_error_buffer(ctx_);
   if (rc != 0) {
     return makeError(Errc::Kernel, fmt::format("libnftables: {}", errorText(err)));
   }

@@ -1,5 +1,7 @@
 // DOC: NftSession, one libnftables context: JSON in, JSON out, in-process (no `nft` process).
 //
+// A session holds libnftables loaded (nft_library.h): the library is unloaded when the last
+// session ends, so owners keep sessions only while they use them (NftNamespace::openSession).
 // The context opens its netlink socket when it is created, so a session acts in the network
 // namespace of the thread that created it, whichever thread later uses it. One call of run() is
 // one nft_run_cmd_from_buffer(): libnftables turns a whole input into one netlink batch, so the
@@ -15,6 +17,7 @@
 
 #include "core/json_util.h"
 #include "core/result.h"
+#include "traffic/nft/nft_library.h"
 
 struct nft_ctx;
 
@@ -22,7 +25,8 @@ namespace flannel::traffic::nft {
 
 class NftSession {
  public:
-  // Errc::Internal if libnftables cannot create a context.
+  // A context in the calling thread's network namespace. Errc::Unavailable if libnftables
+  // cannot be loaded, Errc::Internal if it cannot create a context.
   static Result<std::unique_ptr<NftSession>> create();
 
   NftSession(const NftSession&) = delete;
@@ -36,7 +40,8 @@ class NftSession {
   Result<nlohmann::json> run(const Json& commands, bool dry_run = false);
 
  private:
-  explicit NftSession(nft_ctx* ctx) : ctx_(ctx) {}
+  NftSession(std::shared_ptr<const NftApi> api, nft_ctx* ctx) : api_(std::move(api)), ctx_(ctx) {}
+  std::shared_ptr<const NftApi> api_;
   nft_ctx* ctx_;
 };
 

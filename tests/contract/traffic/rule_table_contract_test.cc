@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -39,6 +40,8 @@
 #include "support/test_run.h"
 #include "traffic/iptables/iptables_rule_table.h"
 #include "traffic/nft/nft_chain_reader.h"
+#include "traffic/nft/nft_library.h"
+#include "traffic/nft/nft_namespace.h"
 #include "traffic/nft/nft_rule_table.h"
 #include "traffic/plan.h"
 
@@ -465,6 +468,25 @@ class RuleTableContract : public ::testing::Test {
     EXPECT_FALSE(drift->any()) << drift->summary() << "\n" << T::dump(*host_);
   }
 
+  // Applies rules_, checks once (apply moved the ruleset generation, so that check lists), then
+  // 20 more times with nothing changed: none of those may load libnftables, and it is unloaded
+  // between checks. `loads` gets NftLibrary::loads() after the first check.
+  void applyThenCheckWhileNothingChanges(uint64_t& loads) {
+    ASSERT_TRUE(table_->apply(rules_));
+    auto first = table_->missing(rules_);
+    ASSERT_TRUE(first) << first.error().message;
+    ASSERT_FALSE(first->any()) << first->summary();
+    loads = nft::NftLibrary::loads();
+    EXPECT_FALSE(nft::NftLibrary::loaded()) << "libnftables stays mapped after the check";
+    for (int i = 0; i < 20; ++i) {
+      auto drift = table_->missing(rules_);
+      ASSERT_TRUE(drift) << drift.error().message;
+      ASSERT_FALSE(drift->any()) << drift->summary();
+    }
+    EXPECT_EQ(nft::NftLibrary::loads(), loads) << "checks with nothing changed loaded libnftables";
+    EXPECT_FALSE(nft::NftLibrary::loaded());
+  }
+
   std::unique_ptr<TestRun> run_;
   std::unique_ptr<Netns> host_;
   std::unique_ptr<Netns> pod_;
@@ -724,6 +746,29 @@ TEST_F(IptablesNftChecks, CheckForksNothingWhileNothingChangedPrivileged) {
   EXPECT_EQ(runner_->count(), after_apply + 1);
 }
 
+TEST_F(IptablesNftChecks, ChecksLoadNoLibnftablesWhileTheGenerationStaysPrivileged) {
+  uint64_t loads = 0;
+  ASSERT_NO_FATAL_FAILURE(applyThenCheckWhileNothingChanges(loads));
+
+  // A change elsewhere moves the generation: the chains are listed again (one session, so one
+  // load, per chain snapshot: at most 2 chains x 2 families), the library is unloaded again, the
+  // rules are the same and nothing is forked.
+  const int forks = runner_->count();
+  NftTraits::installForeign(*host_, *run_);
+  auto after_foreign = table_->missing(rules_);
+  ASSERT_TRUE(after_foreign) << after_foreign.error().message;
+  EXPECT_FALSE(after_foreign->any()) << after_foreign->summary();
+  EXPECT_GT(nft::NftLibrary::loads(), loads);
+  EXPECT_LE(nft::NftLibrary::loads(), loads + 4);
+  EXPECT_FALSE(nft::NftLibrary::loaded());
+  EXPECT_EQ(runner_->count(), forks);
+
+  IptablesNftTraits::deleteRule(*host_, Family::V4, ChainKind::Forward, 1);
+  auto drift = table_->missing(rules_);
+  ASSERT_TRUE(drift) << drift.error().message;
+  EXPECT_TRUE(drift->any());
+}
+
 // --- nftables only: a chain someone else put in our table survives apply -------------------
 
 class NftOnly : public RuleTableContract<NftTraits> {};
@@ -738,6 +783,67 @@ TEST_F(NftOnly, ForeignChainInOurTableSurvivesApplyPrivileged) {
   ASSERT_TRUE(listing) << listing.error().message;
   EXPECT_NE(listing->out.find("accept"), std::string::npos);
   expectExactlyOurs(rules_);
+}
+
+TEST_F(NftOnly, ChecksLoadNoLibnftablesWhileTheGenerationStaysPrivileged) {
+  uint64_t loads = 0;
+  ASSERT_NO_FATAL_FAILURE(applyThenCheckWhileNothingChanges(loads));
+
+  // Other rules for the same table state are checked again, not taken from the remembered check.
+  auto other = dualPlan(table_->supportsFullyRandom(), "10.5.2.0/24");
+  auto other_drift = table_->missing(other);
+  ASSERT_TRUE(other_drift) << other_drift.error().message;
+  EXPECT_TRUE(other_drift->any());
+  EXPECT_EQ(nft::NftLibrary::loads(), loads + 1);
+
+  // A rule deleted behind our back moves the generation and is found.
+  NftTraits::deleteRule(*host_, Family::V6, ChainKind::Masquerade, 2);
+  auto drift = table_->missing(rules_);
+  ASSERT_TRUE(drift) << drift.error().message;
+  EXPECT_TRUE(drift->any());
+  ASSERT_TRUE(table_->apply(rules_));
+  expectExactlyOurs(rules_);
+  EXPECT_FALSE(nft::NftLibrary::loaded());
+}
+
+// NftNamespace: the generation moves with every commit, and a session opened from a thread in
+// another namespace still works on the namespace the NftNamespace was made in.
+TEST_F(NftOnly, GenerationMovesAndSessionsOpenInTheRememberedNamespacePrivileged) {
+  auto ns = nft::NftNamespace::here();
+  ASSERT_TRUE(ns) << ns.error().message;
+  auto g0 = (*ns)->generation();
+  ASSERT_TRUE(g0) << g0.error().message;
+  auto same = (*ns)->generation();
+  ASSERT_TRUE(same) << same.error().message;
+  EXPECT_EQ(*same, *g0);
+  ASSERT_TRUE(host_->execChecked({"nft", "add", "table", "ip", "generation-marker"}));
+  auto g1 = (*ns)->generation();
+  ASSERT_TRUE(g1) << g1.error().message;
+  EXPECT_NE(*g1, *g0);
+
+  const auto inode = [] {
+    struct stat st {};
+    EXPECT_EQ(::stat("/proc/thread-self/ns/net", &st), 0);
+    return st.st_ino;
+  };
+  const auto inside = inode();
+  entry_.leave();  // back in the test's own namespace (only read there)
+  const auto outside = inode();
+  ASSERT_NE(inside, outside);
+  {
+    auto session = (*ns)->openSession();
+    ASSERT_TRUE(session) << session.error().message;
+    EXPECT_EQ(inode(), outside) << "openSession() left the thread in another namespace";
+    auto tables =
+        (*session)->run(Json::parse(R"({"nftables": [{"list": {"tables": {"family": "ip"}}}]})"));
+    ASSERT_TRUE(tables) << tables.error().message;
+    EXPECT_NE(tables->dump().find("generation-marker"), std::string::npos) << tables->dump();
+  }
+  // The generation socket also stays in the namespace it was opened in.
+  ASSERT_TRUE(host_->execChecked({"nft", "delete", "table", "ip", "generation-marker"}));
+  auto g2 = (*ns)->generation();
+  ASSERT_TRUE(g2) << g2.error().message;
+  EXPECT_NE(*g2, *g1);
 }
 
 }  // namespace

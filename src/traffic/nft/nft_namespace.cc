@@ -1,0 +1,142 @@
+#include "traffic/nft/nft_namespace.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <netlink/attr.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace flannel::traffic::nft {
+
+namespace {
+
+constexpr const char* kThreadNetns = "/proc/thread-self/ns/net";
+
+Error nlError(const char* what, int err) {
+  return makeError(Errc::Kernel, fmt::format("{}: {}", what, ::nl_geterror(err)));
+}
+
+Error sysError(const std::string& what) {
+  return makeError(Errc::Kernel, fmt::format("{}: {}", what, std::strerror(errno)));
+}
+
+struct GenReply {
+  bool seen = false;
+  uint32_t id = 0;
+};
+
+int onReply(nl_msg* msg, void* arg) {
+  auto* reply = static_cast<GenReply*>(arg);
+  nlmsghdr* hdr = ::nlmsg_hdr(msg);
+  if (hdr->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) {
+    return NL_SKIP;
+  }
+  nlattr* attrs[NFTA_GEN_MAX + 1] = {};
+  if (::nlmsg_parse(hdr, sizeof(nfgenmsg), attrs, NFTA_GEN_MAX, nullptr) < 0 ||
+      attrs[NFTA_GEN_ID] == nullptr || ::nla_len(attrs[NFTA_GEN_ID]) < 4) {
+    return NL_SKIP;
+  }
+  reply->id = ntohl(::nla_get_u32(attrs[NFTA_GEN_ID]));
+  reply->seen = true;
+  return NL_OK;
+}
+
+// Same namespace: same inode on the same nsfs device.
+bool sameNamespace(int a, int b) {
+  struct stat sa {};
+  struct stat sb {};
+  return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_ino == sb.st_ino &&
+         sa.st_dev == sb.st_dev;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NftNamespace>> NftNamespace::here() {
+  const int fd = ::open(kThreadNetns, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return sysError(fmt::format("opening {}", kThreadNetns));
+  }
+  nl_sock* sock = ::nl_socket_alloc();
+  if (sock == nullptr) {
+    ::close(fd);
+    return makeError(Errc::Kernel, "libnl: cannot allocate a netlink socket");
+  }
+  ::nl_socket_disable_auto_ack(sock);  // GETGEN answers with NEWGEN; errors still come back
+  if (int err = ::nl_connect(sock, NETLINK_NETFILTER); err < 0) {
+    ::nl_socket_free(sock);
+    ::close(fd);
+    return nlError("opening a NETLINK_NETFILTER socket", err);
+  }
+  return std::unique_ptr<NftNamespace>(new NftNamespace(fd, sock));
+}
+
+NftNamespace::~NftNamespace() {
+  ::nl_socket_free(sock_);
+  ::close(netns_fd_);
+}
+
+Result<uint32_t> NftNamespace::generation() {
+  nfgenmsg request{};
+  request.nfgen_family = AF_UNSPEC;
+  request.version = NFNETLINK_V0;
+  request.res_id = 0;
+  const int type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+  if (int err = ::nl_send_simple(sock_, type, NLM_F_REQUEST, &request, sizeof(request)); err < 0) {
+    return nlError("asking the nftables ruleset generation", err);
+  }
+  GenReply reply;
+  if (int err = ::nl_socket_modify_cb(sock_, NL_CB_VALID, NL_CB_CUSTOM, onReply, &reply); err < 0) {
+    return nlError("asking the nftables ruleset generation", err);
+  }
+  const int err = ::nl_recvmsgs_default(sock_);
+  ::nl_socket_modify_cb(sock_, NL_CB_VALID, NL_CB_DEFAULT, nullptr, nullptr);
+  if (err < 0) {
+    return nlError("reading the nftables ruleset generation", err);
+  }
+  if (!reply.seen) {
+    return makeError(Errc::Kernel, "the kernel's answer to NFT_MSG_GETGEN has no generation id");
+  }
+  return reply.id;
+}
+
+Result<std::unique_ptr<NftSession>> NftNamespace::openSession() {
+  const int own = ::open(kThreadNetns, O_RDONLY | O_CLOEXEC);
+  if (own < 0) {
+    return sysError(fmt::format("opening {}", kThreadNetns));
+  }
+  if (sameNamespace(own, netns_fd_)) {
+    ::close(own);
+    return NftSession::create();
+  }
+  if (::setns(netns_fd_, CLONE_NEWNET) != 0) {
+    auto e = sysError("entering the network namespace of the nftables ruleset");
+    ::close(own);
+    return e;
+  }
+  auto session = NftSession::create();
+  if (::setns(own, CLONE_NEWNET) != 0) {
+    // Cannot happen for a thread that could leave it. If it did, this thread would act in the
+    // wrong namespace from now on: stop rather than program the wrong one.
+    std::fprintf(stderr, "fatal: cannot return to the thread's network namespace: %s\n",
+                 std::strerror(errno));
+    std::abort();
+  }
+  ::close(own);
+  return session;
+}
+
+}  // namespace flannel::traffic::nft
