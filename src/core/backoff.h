@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 
 namespace flannel {
 
@@ -18,9 +17,14 @@ struct Backoff {
 
   // `unit_random` in [0, 1).
   std::chrono::milliseconds delay(unsigned attempt, double unit_random) const noexcept {
-    double base = static_cast<double>(initial.count()) *
-                  std::pow(factor, static_cast<double>(std::min(attempt, 64u)));
-    base = std::min(base, static_cast<double>(cap.count()));
+    // factor^attempt by multiplying (stops at the cap): no libm, which flanneld would otherwise
+    // map whole for this one function.
+    const double cap_ms = static_cast<double>(cap.count());
+    double base = static_cast<double>(initial.count());
+    for (unsigned i = 0; i < std::min(attempt, 64u) && base < cap_ms; ++i) {
+      base *= factor;
+    }
+    base = std::min(base, cap_ms);
     double scaled = base * (1.0 - jitter * std::clamp(unit_random, 0.0, 1.0));
     return std::chrono::milliseconds(static_cast<long long>(std::max(scaled, 0.0)));
   }
