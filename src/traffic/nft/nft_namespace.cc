@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -80,6 +81,14 @@ Result<std::unique_ptr<NftNamespace>> NftNamespace::here() {
     ::nl_socket_free(sock);
     ::close(fd);
     return nlError("opening a NETLINK_NETFILTER socket", err);
+  }
+  // The kernel answers GETGEN at once; a bound on the wait keeps a check from ever hanging.
+  timeval limit{.tv_sec = 2, .tv_usec = 0};
+  if (::setsockopt(::nl_socket_get_fd(sock), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) {
+    auto e = sysError("setting a receive timeout on the NETLINK_NETFILTER socket");
+    ::nl_socket_free(sock);
+    ::close(fd);
+    return e;
   }
   return std::unique_ptr<NftNamespace>(new NftNamespace(fd, sock));
 }
