@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "core/unique_fd.h"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX does not declare it.
 
@@ -38,35 +39,7 @@ constexpr int kMaxDrainReads = 4096;
 // sleep); after that we report the error rather than hang.
 constexpr auto kReapAfterKillLimit = std::chrono::seconds(10);
 
-// Owns one file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 Error sysError(std::string_view what, int err) {
   return makeError(Errc::Internal, fmt::format("{}: {}", what, std::strerror(err)), err);

@@ -1,5 +1,6 @@
 #include "kernel/tun/linux_packet_io.h"
 
+#include "core/unique_fd.h"
 #include "kernel/kernel.h"
 
 #include <arpa/inet.h>
@@ -32,29 +33,7 @@ namespace flannel::kernel {
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 Error sysError(std::string what, int err) {
   return makeError(errcFromErrno(err),

@@ -64,38 +64,40 @@ bool sameNamespace(int a, int b) {
          sa.st_dev == sb.st_dev;
 }
 
-}  // namespace
-
-Result<std::unique_ptr<NftNamespace>> NftNamespace::here() {
-  const int fd = ::open(kThreadNetns, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+Result<UniqueFd> threadNetns() {
+  UniqueFd fd(::open(kThreadNetns, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
     return sysError(fmt::format("opening {}", kThreadNetns));
   }
-  nl_sock* sock = ::nl_socket_alloc();
-  if (sock == nullptr) {
-    ::close(fd);
+  return fd;
+}
+
+}  // namespace
+
+void NftNamespace::SocketFree::operator()(nl_sock* sock) const noexcept {
+  ::nl_socket_free(sock);  // closes the socket
+}
+
+Result<std::unique_ptr<NftNamespace>> NftNamespace::here() {
+  auto netns = threadNetns();
+  if (!netns) {
+    return netns.error();
+  }
+  Socket sock(::nl_socket_alloc());
+  if (!sock) {
     return makeError(Errc::Kernel, "libnl: cannot allocate a netlink socket");
   }
-  ::nl_socket_disable_auto_ack(sock);  // GETGEN answers with NEWGEN; errors still come back
-  if (int err = ::nl_connect(sock, NETLINK_NETFILTER); err < 0) {
-    ::nl_socket_free(sock);
-    ::close(fd);
+  ::nl_socket_disable_auto_ack(sock.get());  // GETGEN answers with NEWGEN; errors still come back
+  if (int err = ::nl_connect(sock.get(), NETLINK_NETFILTER); err < 0) {
     return nlError("opening a NETLINK_NETFILTER socket", err);
   }
   // The kernel answers GETGEN at once; a bound on the wait keeps a check from ever hanging.
   timeval limit{.tv_sec = 2, .tv_usec = 0};
-  if (::setsockopt(::nl_socket_get_fd(sock), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) {
-    auto e = sysError("setting a receive timeout on the NETLINK_NETFILTER socket");
-    ::nl_socket_free(sock);
-    ::close(fd);
-    return e;
+  if (::setsockopt(::nl_socket_get_fd(sock.get()), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) !=
+      0) {
+    return sysError("setting a receive timeout on the NETLINK_NETFILTER socket");
   }
-  return std::unique_ptr<NftNamespace>(new NftNamespace(fd, sock));
-}
-
-NftNamespace::~NftNamespace() {
-  ::nl_socket_free(sock_);
-  ::close(netns_fd_);
+  return std::unique_ptr<NftNamespace>(new NftNamespace(std::move(*netns), std::move(sock)));
 }
 
 Result<uint32_t> NftNamespace::generation() {
@@ -104,15 +106,16 @@ Result<uint32_t> NftNamespace::generation() {
   request.version = NFNETLINK_V0;
   request.res_id = 0;
   const int type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
-  if (int err = ::nl_send_simple(sock_, type, NLM_F_REQUEST, &request, sizeof(request)); err < 0) {
+  nl_sock* sock = sock_.get();
+  if (int err = ::nl_send_simple(sock, type, NLM_F_REQUEST, &request, sizeof(request)); err < 0) {
     return nlError("asking the nftables ruleset generation", err);
   }
   GenReply reply;
-  if (int err = ::nl_socket_modify_cb(sock_, NL_CB_VALID, NL_CB_CUSTOM, onReply, &reply); err < 0) {
+  if (int err = ::nl_socket_modify_cb(sock, NL_CB_VALID, NL_CB_CUSTOM, onReply, &reply); err < 0) {
     return nlError("asking the nftables ruleset generation", err);
   }
-  const int err = ::nl_recvmsgs_default(sock_);
-  ::nl_socket_modify_cb(sock_, NL_CB_VALID, NL_CB_DEFAULT, nullptr, nullptr);
+  const int err = ::nl_recvmsgs_default(sock);
+  ::nl_socket_modify_cb(sock, NL_CB_VALID, NL_CB_DEFAULT, nullptr, nullptr);
   if (err < 0) {
     return nlError("reading the nftables ruleset generation", err);
   }
@@ -123,28 +126,24 @@ Result<uint32_t> NftNamespace::generation() {
 }
 
 Result<std::unique_ptr<NftSession>> NftNamespace::openSession() {
-  const int own = ::open(kThreadNetns, O_RDONLY | O_CLOEXEC);
-  if (own < 0) {
-    return sysError(fmt::format("opening {}", kThreadNetns));
+  auto own = threadNetns();
+  if (!own) {
+    return own.error();
   }
-  if (sameNamespace(own, netns_fd_)) {
-    ::close(own);
+  if (sameNamespace(own->get(), netns_.get())) {
     return NftSession::create();
   }
-  if (::setns(netns_fd_, CLONE_NEWNET) != 0) {
-    auto e = sysError("entering the network namespace of the nftables ruleset");
-    ::close(own);
-    return e;
+  if (::setns(netns_.get(), CLONE_NEWNET) != 0) {
+    return sysError("entering the network namespace of the nftables ruleset");
   }
   auto session = NftSession::create();
-  if (::setns(own, CLONE_NEWNET) != 0) {
+  if (::setns(own->get(), CLONE_NEWNET) != 0) {
     // Cannot happen for a thread that could leave it. If it did, this thread would act in the
     // wrong namespace from now on: stop rather than program the wrong one.
     std::fprintf(stderr, "fatal: cannot return to the thread's network namespace: %s\n",
                  std::strerror(errno));
     std::abort();
   }
-  ::close(own);
   return session;
 }
 

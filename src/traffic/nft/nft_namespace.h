@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "core/result.h"
+#include "core/unique_fd.h"
 #include "traffic/nft/nft_session.h"
 
 struct nl_sock;
@@ -29,10 +30,6 @@ class NftNamespace {
   // Errc::Kernel when the netlink socket cannot be opened or the namespace cannot be pinned.
   static Result<std::unique_ptr<NftNamespace>> here();
 
-  NftNamespace(const NftNamespace&) = delete;
-  NftNamespace& operator=(const NftNamespace&) = delete;
-  ~NftNamespace();
-
   // The current ruleset generation. Errc::Kernel when the kernel does not answer it.
   Result<uint32_t> generation();
 
@@ -40,10 +37,15 @@ class NftNamespace {
   Result<std::unique_ptr<NftSession>> openSession();
 
  private:
-  NftNamespace(int netns_fd, nl_sock* sock) : netns_fd_(netns_fd), sock_(sock) {}
+  struct SocketFree {
+    void operator()(nl_sock* sock) const noexcept;
+  };
+  using Socket = std::unique_ptr<nl_sock, SocketFree>;
 
-  int netns_fd_;
-  nl_sock* sock_;
+  NftNamespace(UniqueFd netns, Socket sock) : netns_(std::move(netns)), sock_(std::move(sock)) {}
+
+  UniqueFd netns_;
+  Socket sock_;
 };
 
 }  // namespace flannel::traffic::nft
