@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <charconv>
+#include <ctime>
 
 #include "core/json_util.h"
 #include "core/strings.h"
@@ -176,6 +177,15 @@ Result<LeaseAttrs> decodeLeaseAttrs(std::string_view json) noexcept {
   } catch (const std::exception& e) {
     return invalidInput(fmt::format("lease value: {}", e.what()));
   }
+}
+
+std::string rfc3339Utc(SystemTime t) {
+  std::time_t secs =
+      std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(t));
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 }  // namespace flannel

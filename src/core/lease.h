@@ -51,6 +51,10 @@ struct SubnetKey {
 
 using SystemTime = std::chrono::system_clock::time_point;
 
+// "2024-05-01T10:20:30Z": RFC 3339 in UTC with seconds precision, as Go's metav1.Time marshals
+// and as flanneld logs lease expiry times.
+std::string rfc3339Utc(SystemTime t);
+
 struct Lease {
   SubnetKey subnet{};
   LeaseAttrs attrs{};

@@ -1,6 +1,5 @@
 #include "daemon/lease_keeper.h"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <boost/asio/steady_timer.hpp>
 
@@ -87,8 +86,7 @@ async::Awaitable<Error> LeaseKeeper::run() {
     auto renewed = co_await store_.renewLease(lease_);
     if (renewed) {
       lease_ = std::move(*renewed);
-      log()->info("renewed lease {}; it now expires at {:%Y-%m-%d %H:%M:%S} UTC", key,
-                  fmt::gmtime(std::chrono::system_clock::to_time_t(*lease_.expiration)));
+      log()->info("renewed lease {}; it now expires at {}", key, rfc3339Utc(*lease_.expiration));
       continue;
     }
     if (renewed.error().code == Errc::Conflict) {

@@ -1,13 +1,13 @@
 #include "kernel/iface_select.h"
 
 #include <cerrno>
-#include <regex>
 #include <string_view>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "core/regex.h"
 
 namespace flannel::kernel {
 
@@ -237,14 +237,12 @@ Result<ExternalInterface> Selector::byIface(const std::string& value) {
 
 // Step 3: one -iface-regex.
 Result<ExternalInterface> Selector::byRegex(const std::string& pattern) {
-  std::regex re;
-  try {
-    re.assign(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    return makeError(Errc::InvalidInput, fmt::format("invalid regular expression: {}", e.what()));
+  auto re = Regex::compile(pattern);
+  if (!re) {
+    return re.error();
   }
-  try {
-    auto matches = [&re](const std::string& text) { return std::regex_search(text, re); };
+  {
+    auto matches = [&re](const std::string& text) { return re->search(text); };
     auto first_match = [&](int ifindex, Family family) -> std::optional<IpAddr> {
       for (const IpAddr& a : usable(ifindex, family)) {
         if (matches(a.toString())) {
@@ -281,8 +279,6 @@ Result<ExternalInterface> Selector::byRegex(const std::string& pattern) {
                            fmt::format("interface {} (matched by name)", link.name));
       }
     }
-  } catch (const std::regex_error& e) {
-    return makeError(Errc::InvalidInput, fmt::format("matching failed: {}", e.what()));
   }
   return reason("no interface matches");
 }

@@ -231,15 +231,6 @@ std::string annotationPatchBody(const Annotations& changed) {
   return body;
 }
 
-std::string rfc3339Utc(SystemTime t) {
-  std::time_t secs =
-      std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(t));
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 std::string networkUnavailablePatchBody(SystemTime now) {
   auto ts = rfc3339Utc(now);
   return fmt::format(R"({{"status":{{"conditions":[{{"type":"NetworkUnavailable","status":"False",)"

@@ -76,9 +76,6 @@ std::string annotationPatchBody(const Annotations& changed);
 // seconds precision ("2024-05-01T10:20:30Z"), as Go's metav1.Time marshals.
 std::string networkUnavailablePatchBody(SystemTime now);
 
-// "2024-05-01T10:20:30Z".
-std::string rfc3339Utc(SystemTime t);
-
 // A JSON string literal (with quotes) encoded as Go's encoding/json does by default.
 std::string goJsonString(std::string_view text);
 

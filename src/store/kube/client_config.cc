@@ -1,15 +1,18 @@
 #include "store/kube/client_config.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "core/base64.h"
 #include "core/strings.h"
+#include "core/unique_fd.h"
+#include "store/kube/yaml_doc.h"
 
 namespace flannel::store::kube {
 
@@ -29,59 +32,54 @@ class KubeconfigReader {
   }
 
   // A scalar string field; "" when absent. Error when present but not a scalar.
-  Result<std::string> str(const YAML::Node& parent, const char* key, std::string_view where) const {
+  Result<std::string> str(const YamlDoc::Node& parent, const char* key,
+                          std::string_view where) const {
     auto v = parent[key];
-    if (!v || v.IsNull()) {
+    if (v.isNull()) {
       return std::string();
     }
-    if (!v.IsScalar()) {
+    if (!v.isScalar()) {
       return bad(fmt::format("{}.{} must be a string", where, key));
     }
-    return v.Scalar();
+    return v.scalar();
   }
 
-  Result<bool> boolean(const YAML::Node& parent, const char* key, std::string_view where) const {
+  Result<bool> boolean(const YamlDoc::Node& parent, const char* key, std::string_view where) const {
     auto v = parent[key];
-    if (!v || v.IsNull()) {
+    if (v.isNull()) {
       return false;
     }
-    bool out = false;
-    if (!v.IsScalar() || !YAML::convert<bool>::decode(v, out)) {
+    auto out = v.boolean();
+    if (!out) {
       return bad(fmt::format("{}.{} must be true or false", where, key));
     }
-    return out;
+    return *out;
   }
 
-  // YAML::Node converts from almost anything, so an Error must be placed explicitly.
-  static Result<YAML::Node> failed(Error e) {
-    return Result<YAML::Node>(boost::system::in_place_error, std::move(e));
-  }
-
-  // The `<inner>` map of the entry named `name` in the list `list` ({name: x, <inner>: {...}}).
-  Result<YAML::Node> named(const YAML::Node& root, const char* list, const char* inner,
-                           const std::string& name) const {
+  // The `<inner>` map of the entry named `name` in the list `list` ({name: x, <inner>: {...}});
+  // an absent node (every lookup in it absent) when the entry has no or a null `<inner>`.
+  Result<YamlDoc::Node> named(const YamlDoc::Node& root, const char* list, const char* inner,
+                              const std::string& name) const {
     auto entries = root[list];
-    if (entries && !entries.IsNull() && !entries.IsSequence()) {
-      return failed(bad(fmt::format("{} must be a list", list)));
+    if (!entries.isNull() && !entries.isSequence()) {
+      return bad(fmt::format("{} must be a list", list));
     }
-    if (entries) {
-      for (const auto& e : entries) {
-        if (!e.IsMap() || !e["name"] || !e["name"].IsScalar() || e["name"].Scalar() != name) {
-          continue;
-        }
-        auto body = e[inner];
-        if (!body || body.IsNull()) {
-          return YAML::Node(YAML::NodeType::Map);
-        }
-        if (!body.IsMap()) {
-          return failed(bad(
-              fmt::format("{} entry {}: {} must be a map", list, quoteForMessage(name), inner)));
-        }
-        return body;
+    for (const auto& e : entries.items()) {
+      auto entry_name = e["name"];
+      if (!e.isMap() || !entry_name.isScalar() || entry_name.scalar() != name) {
+        continue;
       }
+      auto body = e[inner];
+      if (body.isNull()) {
+        return YamlDoc::Node();
+      }
+      if (!body.isMap()) {
+        return bad(
+            fmt::format("{} entry {}: {} must be a map", list, quoteForMessage(name), inner));
+      }
+      return body;
     }
-    return failed(
-        bad(fmt::format("{} {} is not defined under {}", inner, quoteForMessage(name), list)));
+    return bad(fmt::format("{} {} is not defined under {}", inner, quoteForMessage(name), list));
   }
 
   std::string resolve(const std::string& file) const {
@@ -90,7 +88,7 @@ class KubeconfigReader {
   }
 
   // PEM from `<field>-data` (base64) or from the file named by `<field>`.
-  Result<std::string> pem(const YAML::Node& parent, const std::string& field,
+  Result<std::string> pem(const YamlDoc::Node& parent, const std::string& field,
                           std::string_view where, std::string_view role) const {
     auto data = str(parent, (field + "-data").c_str(), where);
     if (!data) {
@@ -102,11 +100,19 @@ class KubeconfigReader {
     }
     std::string text;
     if (!data->empty()) {
-      auto decoded = YAML::DecodeBase64(*data);
-      if (decoded.empty()) {
+      // client-go decodes these like Go's encoding/json decodes []byte: standard base64, line
+      // breaks ignored.
+      std::string compact;
+      for (char c : *data) {
+        if (c != '\n' && c != '\r') {
+          compact += c;
+        }
+      }
+      auto decoded = base64Decode(compact);
+      if (!decoded || decoded->empty()) {
         return bad(fmt::format("{}.{}-data is not valid base64", where, field));
       }
-      text.assign(decoded.begin(), decoded.end());
+      text = std::move(*decoded);
     } else if (!file->empty()) {
       auto read = readTextFile(resolve(*file), role);
       if (!read) {
@@ -160,17 +166,27 @@ std::string KubeClientConfig::credentialsDescription() const {
 
 Result<std::string> readTextFile(const std::string& path, std::string_view role) noexcept {
   try {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
       return makeError(Errc::InvalidInput,
                        fmt::format("reading {} {}: {}", role, path, std::strerror(errno)), errno);
     }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) {
-      return makeError(Errc::InvalidInput, fmt::format("reading {} {}: read error", role, path));
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0) {
+        return makeError(Errc::InvalidInput,
+                         fmt::format("reading {} {}: {}", role, path, std::strerror(errno)), errno);
+      }
+      if (n == 0) {
+        return out;
+      }
+      out.append(buf, static_cast<size_t>(n));
     }
-    return ss.str();
   } catch (const std::exception& e) {
     return makeError(Errc::InvalidInput, fmt::format("reading {} {}: {}", role, path, e.what()));
   }
@@ -179,14 +195,12 @@ Result<std::string> readTextFile(const std::string& path, std::string_view role)
 Result<KubeClientConfig> parseKubeconfig(std::string_view yaml, const std::string& path) noexcept {
   KubeconfigReader r(path);
   try {
-    YAML::Node root;
-    try {
-      root = YAML::Load(std::string(yaml));
-    } catch (const YAML::Exception& e) {
-      return r.bad(fmt::format("not valid YAML: line {}, column {}: {}", e.mark.line + 1,
-                               e.mark.column + 1, e.msg));
+    auto doc = YamlDoc::parse(yaml);
+    if (!doc) {
+      return r.bad(fmt::format("not valid YAML: {}", doc.error().message));
     }
-    if (!root.IsMap()) {
+    auto root = doc->root();
+    if (!root.isMap()) {
       return r.bad("not a kubeconfig (expected a map with clusters, contexts, users)");
     }
     auto context_name = r.str(root, "current-context", "");
@@ -249,8 +263,7 @@ Result<KubeClientConfig> parseKubeconfig(std::string_view yaml, const std::strin
       if (!user_entry) {
         return user_entry.error();
       }
-      const YAML::Node& user_node = *user_entry;
-      const YAML::Node* user = &user_node;
+      const YamlDoc::Node* user = &*user_entry;
       std::string uwhere = fmt::format("user {}", quoteForMessage(*user_name));
       for (const char* unsupported : {"exec", "auth-provider"}) {
         if ((*user)[unsupported]) {

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <yaml-cpp/binary.h>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -14,6 +13,7 @@
 #include <list>
 
 #include "contract/store/run_sync.h"
+#include "core/base64.h"
 #include "store/kube/kube_store.h"
 #include "support/kube/kube_api_server.h"
 
@@ -772,7 +772,7 @@ class KubeStoreTlsTest : public KubeStoreTest {
   }
   static std::string b64File(const std::string& path) {
     auto text = readTextFile(path, "pem").value();
-    return YAML::EncodeBase64(reinterpret_cast<const unsigned char*>(text.data()), text.size());
+    return base64Encode(text);
   }
   flannel::test::TestPki pki_;
 };

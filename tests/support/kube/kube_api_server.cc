@@ -4,7 +4,6 @@
 #include <openssl/x509.h>
 
 #include <fmt/format.h>
-#include <yaml-cpp/binary.h>
 #include <algorithm>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -35,6 +34,7 @@
 #include <thread>
 
 #include "async/asio.h"
+#include "core/base64.h"
 #include "core/exec.h"
 
 namespace flannel::test {
@@ -477,8 +477,9 @@ struct KubeApiServer::Impl {
     std::shared_ptr<const Snapshot> snap;
     size_t start = 0;
     if (!cont.empty()) {
-      auto raw = YAML::DecodeBase64(cont);
-      Json token = Json::parse(std::string(raw.begin(), raw.end()), nullptr, false);
+      auto decoded = base64Decode(cont);
+      std::string raw = decoded ? *decoded : std::string();
+      Json token = Json::parse(raw, nullptr, false);
       if (raw.empty() || !token.is_object() || !token.contains("rv") ||
           !token["rv"].is_number_integer() || !token.contains("start") ||
           !token["start"].is_string()) {
@@ -527,10 +528,8 @@ struct KubeApiServer::Impl {
       if (end < snap->size()) {
         Json token = {{"v", "meta.k8s.io/v1"}, {"rv", list_rv}, {"start", (*snap)[end].first}};
         auto text = token.dump();
-        body +=
-            R"(,"continue":")" +
-            YAML::EncodeBase64(reinterpret_cast<const unsigned char*>(text.data()), text.size()) +
-            R"(","remainingItemCount":)" + std::to_string(snap->size() - end);
+        body += R"(,"continue":")" + base64Encode(text) + R"(","remainingItemCount":)" +
+                std::to_string(snap->size() - end);
       }
     } else {
       items.reserve(nodes.size() * 600);

@@ -4,12 +4,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <yaml-cpp/binary.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "core/base64.h"
 #include "store/kube/kube_client.h"
 
 namespace flannel::store::kube {
@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 constexpr const char* kPem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 std::string b64(const std::string& s) {
-  return YAML::EncodeBase64(reinterpret_cast<const unsigned char*>(s.data()), s.size());
+  return base64Encode(s);
 }
 
 class TempDir {

@@ -1,0 +1,84 @@
+// Regex: RE2-syntax patterns (as Go flannel's --iface-regex takes them) matched by libc's POSIX
+// engine. The rewrite of what POSIX lacks, unanchored search, and errors.
+#include "core/regex.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace flannel {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Regex, RewritesPerlClassesAndBracketEscapes) {
+  struct Case {
+    const char* re2;
+    const char* posix;
+  };
+  for (const Case& c :
+       {Case{"^eth\\d+$", "^eth[0-9]+$"}, Case{"\\D", "[^0-9]"},
+        Case{"\\s\\w\\b\\.", "\\s\\w\\b\\."}, Case{"[\\d.]", "[0-9.]"},
+        Case{"[\\w-]", "[[:alnum:]_-]"}, Case{"[a\\-z]", "[az-]"}, Case{"[^\\]x]", "[^]x]"},
+        Case{"[\\^a]", "[a^]"}, Case{"[\\^]", "\\^"}, Case{"[]a]", "[]a]"}, Case{"[-a]", "[a-]"},
+        Case{"[[:digit:]x]", "[[:digit:]x]"}, Case{"[\\\\]", "[\\]"}, Case{"a|b(c)", "a|b(c)"}}) {
+    auto p = re2ToPosix(c.re2);
+    ASSERT_TRUE(p) << c.re2 << ": " << p.error().message;
+    EXPECT_EQ(*p, c.posix) << c.re2;
+  }
+}
+
+TEST(Regex, SearchesUnanchoredLikeGoMatchString) {
+  auto re = Regex::compile("^en");
+  ASSERT_TRUE(re);
+  EXPECT_TRUE(re->search("ens3"));
+  EXPECT_FALSE(re->search("xen0"));
+  auto dot6 = Regex::compile("\\.6$");
+  ASSERT_TRUE(dot6);
+  EXPECT_TRUE(dot6->search("10.0.0.6"));
+  EXPECT_FALSE(dot6->search("10.0.0.16x"));
+  EXPECT_FALSE(dot6->search("10.0.0x6"));
+  auto alt = Regex::compile("eth1|^10\\.0\\.0\\.5$");
+  ASSERT_TRUE(alt);
+  EXPECT_TRUE(alt->search("veth1a"));
+  EXPECT_TRUE(alt->search("10.0.0.5"));
+  EXPECT_FALSE(alt->search("10.0.0.50"));
+  auto digits = Regex::compile("^eth\\d$");
+  ASSERT_TRUE(digits);
+  EXPECT_TRUE(digits->search("eth7"));
+  EXPECT_FALSE(digits->search("ethd"));
+  EXPECT_FALSE(digits->search("eth10"));
+  auto word = Regex::compile("^\\w+:\\s*\\S$");
+  ASSERT_TRUE(word);
+  EXPECT_TRUE(word->search("fd00_1: x"));
+  EXPECT_FALSE(word->search("fd00-1: x"));
+  auto cls = Regex::compile("^[\\d.]+$");
+  ASSERT_TRUE(cls);
+  EXPECT_TRUE(cls->search("192.168.1.1"));
+  EXPECT_FALSE(cls->search("fd00::1"));
+  EXPECT_EQ(cls->pattern(), "^[\\d.]+$");
+  EXPECT_EQ(cls->posix(), "^[0-9.]+$");
+}
+
+TEST(Regex, BadPatternsSayWhatIsWrong) {
+  struct Case {
+    const char* pattern;
+    const char* reason;
+  };
+  for (const Case& c :
+       {Case{"(", "invalid regular expression: "}, Case{"(eth", "invalid regular expression: "},
+        Case{"[", "missing closing ]"}, Case{"[a\\", "trailing backslash"},
+        Case{"eth\\", "trailing backslash"},
+        Case{"(?i)eth", "(? groups and flags are not supported"},
+        Case{"(?:a|b)", "(? groups and flags are not supported"},
+        Case{"\\q", "\\q is not supported"}, Case{"[\\D]", "\\D inside [...] is not supported"},
+        Case{"[[:digit:", "unterminated [:"}}) {
+    auto re = Regex::compile(c.pattern);
+    ASSERT_FALSE(re) << c.pattern;
+    EXPECT_EQ(re.error().code, Errc::InvalidInput);
+    EXPECT_THAT(re.error().message, HasSubstr("invalid regular expression: ")) << c.pattern;
+    EXPECT_THAT(re.error().message, HasSubstr(c.reason)) << c.pattern;
+  }
+}
+
+}  // namespace
+}  // namespace flannel
