@@ -94,8 +94,8 @@ beast::tcp_stream& Connection::lowest() {
 }
 
 void Connection::close() noexcept {
-  tcp_body_.reset();
-  tls_body_.reset();
+  body_.reset();
+  stream_.reset();
   if (tls_) {
     boost::system::error_code ec;
     beast::get_lowest_layer(*tls_).socket().close(ec);
@@ -132,6 +132,7 @@ async::Awaitable<Result<void>> Connection::connect(std::chrono::milliseconds tim
   stream.socket().set_option(net::ip::tcp::no_delay(true));
   if (!url_.tls) {
     tcp_.emplace(std::move(stream));
+    stream_ = std::make_unique<ByteStreamOver<beast::tcp_stream>>(*tcp_);
     co_return Result<void>{};
   }
   tls_.emplace(std::move(stream), *tls_context_);
@@ -149,6 +150,7 @@ async::Awaitable<Result<void>> Connection::connect(std::chrono::milliseconds tim
     co_return makeError(Errc::Unavailable, fmt::format("TLS handshake with {}: {}", url_.text, why),
                         hec.value());
   }
+  stream_ = std::make_unique<ByteStreamOver<TlsStream>>(*tls_);
   co_return Result<void>{};
 }
 
@@ -162,13 +164,7 @@ async::Awaitable<Result<Response>> Connection::request(Request r,
       }
     }
     lowest().expires_after(timeout);
-    // No co_await inside ?: — GCC 12 destroys such temporaries twice.
-    Result<Response> res;
-    if (tls_) {
-      res = co_await exchange(*tls_, buffer_, r, url_.hostHeader(), url_.text);
-    } else {
-      res = co_await exchange(*tcp_, buffer_, r, url_.hostHeader(), url_.text);
-    }
+    Result<Response> res = co_await exchange(*stream_, buffer_, r, url_.hostHeader(), url_.text);
     if (res) {
       reused_ = true;
       co_return res;
@@ -189,14 +185,8 @@ async::Awaitable<Result<Response>> Connection::openStream(Request r,
     co_return c.error();
   }
   lowest().expires_after(timeout);
-  Result<Response> res;
-  if (tls_) {
-    tls_body_.emplace(*tls_, buffer_, url_.text);
-    res = co_await tls_body_->start(r, url_.hostHeader());
-  } else {
-    tcp_body_.emplace(*tcp_, buffer_, url_.text);
-    res = co_await tcp_body_->start(r, url_.hostHeader());
-  }
+  body_.emplace(*stream_, buffer_, url_.text);
+  Result<Response> res = co_await body_->start(r, url_.hostHeader());
   if (!res) {
     close();
   }
@@ -204,16 +194,11 @@ async::Awaitable<Result<Response>> Connection::openStream(Request r,
 }
 
 async::Awaitable<Result<std::string>> Connection::readStream(std::chrono::milliseconds idle) {
-  if (!tcp_body_ && !tls_body_) {
+  if (!body_) {
     co_return makeError(Errc::Internal, "readStream without openStream");
   }
   lowest().expires_after(idle);
-  Result<std::string> res;
-  if (tls_body_) {
-    res = co_await tls_body_->readSome();
-  } else {
-    res = co_await tcp_body_->readSome();
-  }
+  Result<std::string> res = co_await body_->readSome();
   if (!res) {
     close();
   }

@@ -21,6 +21,7 @@
 
 #include "async/asio.h"
 #include "core/result.h"
+#include "store/http/byte_stream.h"
 #include "store/http/exchange.h"
 #include "store/http/url.h"
 
@@ -68,9 +69,10 @@ class Connection {
   std::shared_ptr<net::ssl::context> tls_context_;
   std::optional<beast::tcp_stream> tcp_;
   std::optional<TlsStream> tls_;
+  // tcp_ or tls_ as one type, so the HTTP code is compiled once (byte_stream.h).
+  std::unique_ptr<ByteStream> stream_;
   beast::flat_buffer buffer_;
-  std::optional<BodyStream<beast::tcp_stream>> tcp_body_;
-  std::optional<BodyStream<TlsStream>> tls_body_;
+  std::optional<BodyStream<ByteStream>> body_;
   bool reused_ = false;  // the current connection already carried a request
 };
 
