@@ -3,7 +3,11 @@
 #include <fmt/format.h>
 #include <regex.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <optional>
+#include <vector>
 
 namespace flannel {
 
@@ -140,21 +144,150 @@ Result<size_t> bracket(std::string_view pattern, size_t i, std::string& out) {
 
 }  // namespace
 
+namespace {
+
+// How far repetitions expand a pattern, estimated as glibc's regcomp() builds it: one element
+// per atom, a group as big as its contents, x{n,m} as max(n, m) copies of x (x{n,} as n + 1).
+// glibc needs ~200 bytes per element, so (a{1000}){1000} takes 0.2 GB and (a{32767}){32767}
+// exhausts memory; bounded here like Go bounds its programs.
+class Expansion {
+ public:
+  static constexpr uint64_t kMax = 100000;
+  void atom() { add(1); }
+  void open() { frames_.push_back({}); }
+  void close() {
+    if (frames_.size() < 2) {
+      atom();  // an unmatched ')': regcomp() reports it
+      return;
+    }
+    uint64_t group = frames_.back().total + 1;
+    frames_.pop_back();
+    add(group);
+  }
+  void alternative() { frames_.back().last = 0; }
+  void repeat(uint64_t copies) {
+    Frame& f = frames_.back();
+    uint64_t extra = copies == 0 ? 0 : f.last * (copies - 1);
+    f.total = std::min(kMax + 1, f.total + extra);
+    f.last = std::min(kMax + 1, f.last * std::max<uint64_t>(copies, 1));
+  }
+  bool tooLarge() const {
+    for (const Frame& f : frames_) {
+      if (f.total > kMax) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  struct Frame {
+    uint64_t total = 0;
+    uint64_t last = 0;  // size of the last atom or group, what a repetition applies to
+  };
+  void add(uint64_t n) {
+    Frame& f = frames_.back();
+    f.total = std::min(kMax + 1, f.total + n);
+    f.last = n;
+  }
+  std::vector<Frame> frames_{Frame{}};
+};
+
+// "{n}", "{n,}" or "{n,m}" at pattern[i] == '{': its length and the copies it makes; length 0
+// when it is not a repetition (then '{' is an ordinary character, as in Go).
+struct Interval {
+  size_t length = 0;  // of the text "{...}"
+  uint64_t min = 0;
+  uint64_t max = 0;  // == min + 1 when open
+  bool open = false;
+};
+Interval interval(std::string_view p, size_t i) {
+  size_t j = i + 1;
+  auto number = [&](uint64_t& out) {
+    size_t from = j;
+    out = 0;
+    while (j < p.size() && p[j] >= '0' && p[j] <= '9' && j - from < 9) {
+      out = out * 10 + static_cast<uint64_t>(p[j] - '0');
+      ++j;
+    }
+    return j > from;
+  };
+  uint64_t lo = 0;
+  if (!number(lo)) {
+    return {};
+  }
+  Interval out{.min = lo, .max = lo};
+  if (j < p.size() && p[j] == ',') {
+    ++j;
+    if (!number(out.max)) {
+      out.open = true;  // {n,}: unbounded; glibc builds n + 1 copies
+      out.max = lo + 1;
+    }
+  }
+  if (j >= p.size() || p[j] != '}') {
+    return {};
+  }
+  out.length = j + 1 - i;
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> re2ToPosix(std::string_view pattern) {
   std::string out;
   out.reserve(pattern.size() + 8);
+  Expansion size;
+  // What the previous token was: Go rejects a repetition of a repetition ("a**", "a+{2}"),
+  // except one '?' that makes it non-greedy ("a*?"), which changes no match and is dropped here
+  // (glibc would copy the repeated expression for each stacked operator: exponential).
+  enum class Prev { Other, Repeat, Lazy } prev = Prev::Other;
   for (size_t i = 0; i < pattern.size();) {
+    if (size.tooLarge()) {
+      return invalid(pattern, fmt::format("expression too large (repetitions expand it past {} "
+                                          "elements)",
+                                          Expansion::kMax));
+    }
     char c = pattern[i];
+    Interval rep = c == '{' ? interval(pattern, i) : Interval{};
+    bool repetition = c == '*' || c == '+' || c == '?' || rep.length > 0;
+    if (c == '?' && prev == Prev::Repeat) {
+      prev = Prev::Lazy;
+      ++i;
+      continue;
+    }
+    if (repetition && prev != Prev::Other) {
+      return invalid(pattern, fmt::format("invalid nested repetition operator at offset {}", i));
+    }
+    prev = repetition ? Prev::Repeat : Prev::Other;
     if (c == '[') {
       auto next = bracket(pattern, i, out);
       if (!next) {
         return next.error();
       }
       i = *next;
+      size.atom();
       continue;
     }
     if (c == '(' && i + 1 < pattern.size() && pattern[i + 1] == '?') {
       return invalid(pattern, "(? groups and flags are not supported");
+    }
+    if (c == '{') {
+      if (rep.length > 0) {
+        // Go's limits (regexp/syntax: "invalid repeat count").
+        if (rep.min > 1000 || (!rep.open && (rep.max > 1000 || rep.max < rep.min))) {
+          return invalid(pattern, fmt::format("invalid repeat count {}: counts go up to 1000",
+                                              pattern.substr(i, rep.length)));
+        }
+        size.repeat(rep.max);
+        out.append(pattern.substr(i, rep.length));
+        i += rep.length;
+        continue;
+      }
+      // Not a repetition: Go reads '{' as itself; POSIX needs it escaped.
+      out += "\\{";
+      size.atom();
+      ++i;
+      continue;
     }
     if (c == '\\') {
       if (i + 1 >= pattern.size()) {
@@ -162,6 +295,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
       }
       char e = pattern[i + 1];
       i += 2;
+      size.atom();
       switch (e) {
         case 'd':
           out += "[0-9]";
@@ -188,8 +322,32 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
       }
       continue;
     }
+    switch (c) {
+      case '(':
+        size.open();
+        break;
+      case ')':
+        size.close();
+        break;
+      case '|':
+        size.alternative();
+        break;
+      case '+':  // glibc builds x+ as x x*
+        size.repeat(2);
+        break;
+      case '*':
+      case '?':
+        break;
+      default:
+        size.atom();
+    }
     out += c;
     ++i;
+  }
+  if (size.tooLarge()) {
+    return invalid(pattern, fmt::format("expression too large (repetitions expand it past {} "
+                                        "elements)",
+                                        Expansion::kMax));
   }
   return out;
 }

@@ -3,6 +3,10 @@
 // subset is the same; the Perl classes RE2 has and POSIX lacks (\d \D, and \s \S \w \W inside
 // [...]) and backslash escapes inside [...] are rewritten to POSIX form first. RE2 features with
 // no POSIX counterpart (flags like (?i), non-capturing groups (?:...)) are an error naming them.
+// Repetitions are checked as Go checks them (counts up to 1000, no repetition of a repetition;
+// a non-greedy '?' is dropped, it changes no match) and the expansion they cause is bounded,
+// because glibc's regcomp() copies a repeated expression per count: (a{32767}){32767} would
+// exhaust memory.
 // Using libc's engine keeps std::regex, and with it all of libstdc++'s locale machinery, out
 // of flanneld (BENCHMARKS.md, idle RSS).
 #pragma once

@@ -59,6 +59,23 @@ TEST(Regex, SearchesUnanchoredLikeGoMatchString) {
   EXPECT_EQ(cls->posix(), "^[0-9.]+$");
 }
 
+TEST(Regex, RepetitionsUpToGosLimitsCompile) {
+  for (const char* ok : {"a{1000}", "a{2,1000}", "a{1000,}", "(a{100}){100}", "(ab{10}c){100}",
+                         "x{3}y{999}z{1000}", "{", "a{", "a{,3}", "a{x}"}) {
+    auto re = Regex::compile(ok);
+    EXPECT_TRUE(re) << ok << ": " << re.error().message;
+  }
+  auto re = Regex::compile("^eth[0-9]{1,3}$");
+  ASSERT_TRUE(re);
+  EXPECT_TRUE(re->search("eth123"));
+  EXPECT_FALSE(re->search("eth1234"));
+  // A '{' that starts no repetition is itself, as in Go.
+  auto brace = Regex::compile("^a{x}$");
+  ASSERT_TRUE(brace);
+  EXPECT_TRUE(brace->search("a{x}"));
+  EXPECT_FALSE(brace->search("ax"));
+}
+
 TEST(Regex, BadPatternsSayWhatIsWrong) {
   struct Case {
     const char* pattern;
