@@ -1,7 +1,8 @@
 // flanneld system benchmarks (issue #4), on real namespaces with the release flanneld:
 //
 //   flanneld_bench startup [runs=20]        fork+setns+exec -> subnet.env, median (lease known)
-//   flanneld_bench idle [seconds=20]        RSS and CPU of an idle flanneld; processes it forks
+//   flanneld_bench idle [seconds=20] [nftables] [ip-masq]
+//                                           RSS and CPU of an idle flanneld; processes it forks
 //   flanneld_bench converge [hosts=30]      N hosts started at once: last subnet.env -> every
 //                                           host has a route to every other host
 //   flanneld_bench throughput [seconds=5]   iperf3 TCP: underlay, vxlan pod-to-pod, host-gw
@@ -45,13 +46,16 @@ double median(std::vector<double> v) {
 }
 
 std::unique_ptr<FlannelCluster> makeCluster(int hosts, const std::string& backend,
-                                            bool setns_only = false) {
+                                            bool setns_only = false, bool nftables = false,
+                                            std::vector<std::string> args = {}) {
   FlannelClusterSpec spec;
   spec.hosts = hosts;
   spec.setns_only = setns_only;
   spec.flanneld_binary = FLANNELD_BINARY;
-  spec.network_config =
-      fmt::format(R"({{"Network": "10.5.0.0/16", "Backend": {{"Type": "{}"}}}})", backend);
+  spec.flanneld_args = std::move(args);
+  spec.network_config = fmt::format(
+      R"({{"Network": "10.5.0.0/16", "EnableNFTables": {}, "Backend": {{"Type": "{}"}}}})",
+      nftables ? "true" : "false", backend);
   auto c = FlannelCluster::create(spec);
   if (!c) {
     throw std::runtime_error(c.error().message);
@@ -166,8 +170,13 @@ std::set<pid_t> childrenOf(pid_t pid) {
   return out;
 }
 
-int idle(int seconds) {
-  auto c = makeCluster(2, "vxlan");
+// `modes`: "nftables" (EnableNFTables) and/or "ip-masq" (--ip-masq); default iptables mode with
+// the FORWARD rules only.
+int idle(int seconds, const std::vector<std::string>& modes) {
+  bool nftables = std::find(modes.begin(), modes.end(), "nftables") != modes.end();
+  bool masq = std::find(modes.begin(), modes.end(), "ip-masq") != modes.end();
+  auto c = makeCluster(2, "vxlan", false, nftables,
+                       masq ? std::vector<std::string>{"-ip-masq"} : std::vector<std::string>{});
   check(c->startAll());
   waitFile(*c, 1, 20s);
   waitFile(*c, 2, 20s);
@@ -207,7 +216,8 @@ int idle(int seconds) {
       std::fprintf(stderr, "%6ld kB  %s\n", top[i].first, top[i].second.c_str());
     }
   }
-  std::printf("| idle flanneld RSS (vxlan, 1 peer, iptables mode) | %.2f MB |\n",
+  std::printf("| idle flanneld RSS (vxlan, 1 peer, %s mode%s) | %.2f MB |\n",
+              nftables ? "nftables" : "iptables", masq ? ", --ip-masq" : "",
               static_cast<double>(after.rss_kb) / 1024.0);
   std::printf(
       "| same, PSS (shared library pages divided among their users) / private | %.2f / "
@@ -335,7 +345,7 @@ int main(int argc, char** argv) {
       return startup(n > 0 ? n : 20);
     }
     if (what == "idle") {
-      return idle(n > 0 ? n : 20);
+      return idle(n > 0 ? n : 20, std::vector<std::string>(argv + std::min(argc, 3), argv + argc));
     }
     if (what == "converge") {
       return converge(n > 1 ? n : 30);
