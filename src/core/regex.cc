@@ -234,6 +234,9 @@ Interval interval(std::string_view p, size_t i) {
 }  // namespace
 
 Result<std::string> re2ToPosix(std::string_view pattern) {
+  if (pattern.find('\0') != std::string_view::npos) {
+    return invalid(pattern, "contains a NUL byte");
+  }
   std::string out;
   out.reserve(pattern.size() + 8);
   Expansion size;

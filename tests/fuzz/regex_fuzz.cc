@@ -14,9 +14,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   size_t nl = text.find('\n');
   std::string_view pattern = text.substr(0, nl);
-  if (pattern.find('\0') != std::string_view::npos) {
-    return 0;  // flags cannot carry NUL bytes
-  }
   auto posix = flannel::re2ToPosix(pattern);
   // Nothing to rewrite: no escape, bracket, interval, (? or non-greedy marker. Such a pattern is
   // either refused (nested repetition, too large) or passed on unchanged.
@@ -44,7 +41,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   while (nl != std::string_view::npos) {
     size_t next = text.find('\n', nl + 1);
     std::string line(text.substr(nl + 1, next == std::string_view::npos ? next : next - nl - 1));
-    (void)re->search(line);
+    // What flanneld matches: interface names and addresses, short.
+    if (line.size() <= 64) {
+      (void)re->search(line);
+    }
     nl = next;
   }
   return 0;

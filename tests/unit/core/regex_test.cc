@@ -95,6 +95,10 @@ TEST(Regex, BadPatternsSayWhatIsWrong) {
     EXPECT_THAT(re.error().message, HasSubstr("invalid regular expression: ")) << c.pattern;
     EXPECT_THAT(re.error().message, HasSubstr(c.reason)) << c.pattern;
   }
+  // Not cut short at a NUL byte (the C library would see only "eth").
+  auto nul = Regex::compile(std::string_view("eth\0x", 5));
+  ASSERT_FALSE(nul);
+  EXPECT_THAT(nul.error().message, HasSubstr("contains a NUL byte"));
 }
 
 }  // namespace
