@@ -60,8 +60,9 @@ TEST(Regex, SearchesUnanchoredLikeGoMatchString) {
 }
 
 TEST(Regex, RepetitionsUpToGosLimitsCompile) {
-  for (const char* ok : {"a{1000}", "a{2,1000}", "a{1000,}", "(a{100}){100}", "(ab{10}c){100}",
-                         "x{3}y{999}z{1000}", "{", "a{", "a{,3}", "a{x}"}) {
+  for (const char* ok :
+       {"a{1000}", "a{2,1000}", "a{999,}", "(a{10}){50}", "(ab{10}c){50}", "x{3}y{99}z{100}",
+        "(((((((()+)+)+)+)+)+)+)+", "{", "a{", "a{,3}", "a{x}"}) {
     auto re = Regex::compile(ok);
     EXPECT_TRUE(re) << ok << ": " << re.error().message;
   }
@@ -99,6 +100,55 @@ TEST(Regex, BadPatternsSayWhatIsWrong) {
   auto nul = Regex::compile(std::string_view("eth\0x", 5));
   ASSERT_FALSE(nul);
   EXPECT_THAT(nul.error().message, HasSubstr("contains a NUL byte"));
+}
+
+TEST(Regex, RewritesBracesAndNonGreedyOperators) {
+  struct Case {
+    const char* re2;
+    const char* posix;
+  };
+  const Case cases[] = {
+      {"a{2,3}b{4}c{5,}", "a{2,3}b{4}c{5,}"},
+      {"{x}a{", "\\{x}a\\{"},
+      {"a{,3}", "a\\{,3}"},
+      {"a*?b+?c??d{2}?", "a*b+c?d{2}"},
+  };
+  for (const Case& c : cases) {
+    auto p = re2ToPosix(c.re2);
+    ASSERT_TRUE(p) << c.re2 << ": " << p.error().message;
+    EXPECT_EQ(*p, c.posix) << c.re2;
+  }
+}
+
+TEST(Regex, RepetitionLimitsAndNestingAreErrors) {
+  struct Case {
+    const char* pattern;
+    const char* reason;
+  };
+  const Case cases[] = {
+      {"a{1001}", "invalid repeat count {1001}: counts go up to 1000"},
+      {"a{2,1001}", "invalid repeat count {2,1001}"},
+      {"a{5,2}", "invalid repeat count {5,2}"},
+      {"(a{32767}){32767}", "invalid repeat count {32767}"},
+      {"(a{1000}){1000}", "expression too large"},
+      {"a{1000}b", "expression too large"},
+      {"((a?)*){1000}", "expression too large"},
+      {"((((){10}){10}){10}){10}", "expression too large"},
+      {"((((((((()+)+)+)+)+)+)+)+)+", "expression too large"},
+      {"((a{100}){100}){100}", "expression too large"},
+      {"(([0-9]{50}|x){50}){50}", "expression too large"},
+      {"a++", "invalid nested repetition operator at offset 2"},
+      {"a**", "invalid nested repetition operator"},
+      {"a{2}*", "invalid nested repetition operator"},
+      {"a*??", "invalid nested repetition operator"},
+      {"a+{3}", "invalid nested repetition operator"},
+  };
+  for (const Case& c : cases) {
+    auto re = Regex::compile(c.pattern);
+    ASSERT_FALSE(re) << c.pattern;
+    EXPECT_EQ(re.error().code, Errc::InvalidInput);
+    EXPECT_THAT(re.error().message, HasSubstr(c.reason)) << c.pattern;
+  }
 }
 
 }  // namespace
