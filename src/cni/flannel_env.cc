@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/file.h"
 #include "core/strings.h"
 #include "core/subnet_env.h"
 
@@ -140,10 +141,11 @@ CniResult<FlannelEnv> parseFlannelEnv(std::string_view text, std::string_view pa
 
 CniResult<FlannelEnv> loadFlannelEnv(const std::string& path) noexcept {
   try {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      if (err == ENOENT) {
+    constexpr size_t kMaxSize = 1 << 20;
+    auto text = readSmallFile(path, kMaxSize);
+    if (!text) {
+      const Error& e = text.error();
+      if (e.code == Errc::NotFound) {
         return cniError(CniCode::TryAgainLater,
                         fmt::format("subnet.env missing: flanneld is not running yet on this node "
                                     "(expected {})",
@@ -151,34 +153,12 @@ CniResult<FlannelEnv> loadFlannelEnv(const std::string& path) noexcept {
                         "flanneld writes this file once it holds a subnet lease; retry after it "
                         "has started");
       }
-      return cniError(CniCode::IoFailure, fmt::format("opening {}: {}", path, std::strerror(err)));
+      if (e.code == Errc::InvalidInput) {
+        return cniError(CniCode::DecodeFailure, e.message + "; not a subnet.env");
+      }
+      return cniError(CniCode::IoFailure, e.message);
     }
-    std::string text;
-    char buf[4096];
-    constexpr size_t kMaxSize = 1 << 20;
-    for (;;) {
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        const int err = errno;
-        ::close(fd);
-        return cniError(CniCode::IoFailure,
-                        fmt::format("reading {}: {}", path, std::strerror(err)));
-      }
-      if (n == 0) {
-        break;
-      }
-      text.append(buf, static_cast<size_t>(n));
-      if (text.size() > kMaxSize) {
-        ::close(fd);
-        return cniError(CniCode::DecodeFailure,
-                        fmt::format("{}: larger than {} bytes; not a subnet.env", path, kMaxSize));
-      }
-    }
-    ::close(fd);
-    return parseFlannelEnv(text, path);
+    return parseFlannelEnv(*text, path);
   } catch (const std::exception& e) {
     return cniError(CniCode::Internal, fmt::format("reading {}: {}", path, e.what()));
   }

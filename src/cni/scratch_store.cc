@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/file.h"
+
 namespace flannel::cni {
 
 namespace {
@@ -147,37 +149,17 @@ Result<std::optional<std::string>> ScratchStore::load(
       return ok.error();
     }
     const std::string path = pathFor(container_id);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-      if (errno == ENOENT) {
+    auto text = readSmallFile(path, kMaxFileSize, O_NOFOLLOW);
+    if (!text) {
+      if (text.error().code == Errc::NotFound) {
         return std::optional<std::string>();
       }
-      return sysError("opening", path, errno);
+      if (text.error().code == Errc::InvalidInput) {
+        return invalidInput(text.error().message + "; not a delegate config");
+      }
+      return text.error();
     }
-    std::string text;
-    char buf[8192];
-    for (;;) {
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        const int err = errno;
-        ::close(fd);
-        return sysError("reading", path, err);
-      }
-      if (n == 0) {
-        break;
-      }
-      text.append(buf, static_cast<size_t>(n));
-      if (text.size() > kMaxFileSize) {
-        ::close(fd);
-        return invalidInput(
-            fmt::format("{}: larger than {} bytes; not a delegate config", path, kMaxFileSize));
-      }
-    }
-    ::close(fd);
-    return std::optional<std::string>(std::move(text));
+    return std::optional<std::string>(std::move(*text));
   } catch (const std::exception& e) {
     return makeError(Errc::Internal,
                      fmt::format("loading {}: {}", pathFor(container_id), e.what()));

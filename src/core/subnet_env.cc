@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/file.h"
 #include "core/strings.h"
 
 namespace flannel {
@@ -210,38 +211,18 @@ Result<void> writeSubnetEnv(const std::string& path, const SubnetEnv& env) noexc
 }
 
 Result<SubnetEnv> readSubnetEnv(const std::string& path) noexcept {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
+  constexpr size_t kMaxSize = 1 << 20;  // a subnet.env is a few hundred bytes
+  auto text = readSmallFile(path, kMaxSize);
+  if (!text) {
+    if (text.error().code == Errc::NotFound) {
       return SubnetEnv{};
     }
-    return sysError("opening", path, errno);
+    if (text.error().code == Errc::InvalidInput) {
+      return invalidInput(text.error().message + "; not a subnet.env");
+    }
+    return text.error();
   }
-  std::string text;
-  char buf[4096];
-  constexpr size_t kMaxSize = 1 << 20;  // a subnet.env is a few hundred bytes
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      int err = errno;
-      ::close(fd);
-      return sysError("reading", path, err);
-    }
-    if (n == 0) {
-      break;
-    }
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxSize) {
-      ::close(fd);
-      return invalidInput(
-          fmt::format("{}: larger than {} bytes; not a subnet.env", path, kMaxSize));
-    }
-  }
-  ::close(fd);
-  auto env = parseSubnetEnv(text);
+  auto env = parseSubnetEnv(*text);
   if (!env) {
     return env.error().context(path);
   }

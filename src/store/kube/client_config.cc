@@ -1,8 +1,6 @@
 #include "store/kube/client_config.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -10,8 +8,8 @@
 #include <filesystem>
 
 #include "core/base64.h"
+#include "core/file.h"
 #include "core/strings.h"
-#include "core/unique_fd.h"
 #include "store/kube/yaml_doc.h"
 
 namespace flannel::store::kube {
@@ -165,31 +163,19 @@ std::string KubeClientConfig::credentialsDescription() const {
 }
 
 Result<std::string> readTextFile(const std::string& path, std::string_view role) noexcept {
-  try {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-      return makeError(Errc::InvalidInput,
-                       fmt::format("reading {} {}: {}", role, path, std::strerror(errno)), errno);
+  constexpr size_t kMaxSize = 16u << 20;  // kubeconfigs, certificates and tokens are a few kB
+  auto text = readSmallFile(path, kMaxSize);
+  if (!text) {
+    // "reading <role> <path>: <reason>", with the role ("kubeconfig", "token file") named.
+    const Error& e = text.error();
+    std::string reason = e.sys_errno != 0 ? std::strerror(e.sys_errno) : e.message;
+    if (e.code == Errc::InvalidInput) {
+      reason = fmt::format("larger than {} bytes", kMaxSize);
     }
-    std::string out;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n < 0) {
-        return makeError(Errc::InvalidInput,
-                         fmt::format("reading {} {}: {}", role, path, std::strerror(errno)), errno);
-      }
-      if (n == 0) {
-        return out;
-      }
-      out.append(buf, static_cast<size_t>(n));
-    }
-  } catch (const std::exception& e) {
-    return makeError(Errc::InvalidInput, fmt::format("reading {} {}: {}", role, path, e.what()));
+    return makeError(Errc::InvalidInput, fmt::format("reading {} {}: {}", role, path, reason),
+                     e.sys_errno);
   }
+  return text;
 }
 
 Result<KubeClientConfig> parseKubeconfig(std::string_view yaml, const std::string& path) noexcept {
