@@ -148,31 +148,43 @@ namespace {
 
 // How far repetitions expand a pattern, estimated as glibc's regcomp() builds it: one element
 // per atom, a group as big as its contents, x{n,m} as max(n, m) copies of x (x{n,} as n + 1),
-// x+ as two (x x*). glibc's cost grows with the cube of that when parts can match the empty
-// string (measured: ((a?)*){250} 0.08 s, {450} 0.44 s, {1000} 4.5 s) and its memory with the
-// copies ((a{1000}){1000}: 0.2 GB; (a{32767}){32767}: out of memory; ((((){10}){10}){10}){10}:
-// 1.5 GB; one more level overflows its stack). 1,000 elements keeps regcomp() under a second
-// and a few MB and leaves room for any interface pattern; Go's own limits are looser.
+// x+ as two (x x*). What can match the empty string is far worse for glibc (its epsilon
+// closures): ((a?)*){250} 0.08 s, {450} 0.44 s, {1000} 4.5 s; nested ()+ doubles the time per
+// level (11 levels: 6 s); ((((){10}){10}){10}){10} takes 1.5 GB and one more level overflows
+// its stack. So it tracks which parts can match "": x+ of such an x is written as x*, which
+// matches the same strings, and x{n,m} of such an x counts max(n, m)^2 copies. 1,000 elements
+// keep regcomp() well under a second and leave room for any interface pattern.
 class Expansion {
  public:
   static constexpr uint64_t kMax = 1000;
-  void atom() { add(1); }
+  // A character or class (`empty` false), or a zero-width assertion: ^ $ \b \B.
+  void atom(bool empty = false) { add(1, empty); }
   void open() { frames_.push_back({}); }
   void close() {
     if (frames_.size() < 2) {
       atom();  // an unmatched ')': regcomp() reports it
       return;
     }
-    uint64_t group = frames_.back().total + 1;
+    Frame group = frames_.back();
     frames_.pop_back();
-    add(group);
+    add(group.total + 1, group.branch_empty || group.sequenceEmpty());
   }
-  void alternative() { frames_.back().last = 0; }
-  void repeat(uint64_t copies) {
+  void alternative() {
+    Frame& f = frames_.back();
+    f.branch_empty = f.branch_empty || f.sequenceEmpty();
+    f.before_last_empty = true;
+    f.last_empty = true;
+    f.last = 0;
+  }
+  // Whether what a repetition here would apply to can match the empty string.
+  bool lastCanBeEmpty() const { return frames_.back().last_empty; }
+  // The last item repeated: `copies` elements for each of it; `zero` when it may occur 0 times.
+  void repeat(uint64_t copies, bool zero) {
     Frame& f = frames_.back();
     uint64_t extra = copies == 0 ? 0 : f.last * (copies - 1);
     f.total = std::min(kMax + 1, f.total + extra);
     f.last = std::min(kMax + 1, f.last * std::max<uint64_t>(copies, 1));
+    f.last_empty = f.last_empty || zero;
   }
   bool tooLarge() const {
     for (const Frame& f : frames_) {
@@ -186,10 +198,16 @@ class Expansion {
  private:
   struct Frame {
     uint64_t total = 0;
-    uint64_t last = 0;  // size of the last atom or group, what a repetition applies to
+    uint64_t last = 0;              // size of the last atom or group, what a repetition applies to
+    bool before_last_empty = true;  // the branch before its last item can match ""
+    bool last_empty = true;         // the last item can match "" (true: there is none)
+    bool branch_empty = false;      // an earlier alternative can match ""
+    bool sequenceEmpty() const { return before_last_empty && last_empty; }
   };
-  void add(uint64_t n) {
+  void add(uint64_t n, bool empty) {
     Frame& f = frames_.back();
+    f.before_last_empty = f.sequenceEmpty();
+    f.last_empty = empty;
     f.total = std::min(kMax + 1, f.total + n);
     f.last = n;
   }
@@ -284,7 +302,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
           return invalid(pattern, fmt::format("invalid repeat count {}: counts go up to 1000",
                                               pattern.substr(i, rep.length)));
         }
-        size.repeat(rep.max);
+        size.repeat(size.lastCanBeEmpty() ? rep.max * rep.max : rep.max, rep.min == 0);
         out.append(pattern.substr(i, rep.length));
         i += rep.length;
         continue;
@@ -301,7 +319,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
       }
       char e = pattern[i + 1];
       i += 2;
-      size.atom();
+      size.atom(e == 'b' || e == 'B');
       switch (e) {
         case 'd':
           out += "[0-9]";
@@ -338,11 +356,23 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
       case '|':
         size.alternative();
         break;
-      case '+':  // glibc builds x+ as x x*
-        size.repeat(2);
+      case '+':
+        if (size.lastCanBeEmpty()) {
+          // x+ of an x that can match "" matches what x* does, and glibc builds it far cheaper.
+          size.repeat(1, true);
+          out += '*';
+          ++i;
+          continue;
+        }
+        size.repeat(2, false);  // glibc builds x+ as x x*
         break;
       case '*':
       case '?':
+        size.repeat(1, true);
+        break;
+      case '^':
+      case '$':
+        size.atom(true);
         break;
       default:
         size.atom();

@@ -4,7 +4,8 @@
 // [...]) and backslash escapes inside [...] are rewritten to POSIX form first. RE2 features with
 // no POSIX counterpart (flags like (?i), non-capturing groups (?:...)) are an error naming them.
 // Repetitions are checked as Go checks them (counts up to 1000, no repetition of a repetition;
-// a non-greedy '?' is dropped, it changes no match) and the expansion they cause is bounded,
+// a non-greedy '?' is dropped, it changes no match; x+ of an x that can match "" becomes the
+// equivalent x*, which glibc compiles cheaply) and the expansion they cause is bounded,
 // (to 1,000 elements), because glibc's regcomp() copies a repeated expression per count and
 // grows worse than quadratically with nested repetitions: (a{32767}){32767} would exhaust memory.
 // Using libc's engine keeps std::regex, and with it all of libstdc++'s locale machinery, out

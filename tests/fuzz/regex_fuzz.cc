@@ -15,9 +15,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t nl = text.find('\n');
   std::string_view pattern = text.substr(0, nl);
   auto posix = flannel::re2ToPosix(pattern);
-  // Nothing to rewrite: no escape, bracket, interval, (? or non-greedy marker. Such a pattern is
-  // either refused (nested repetition, too large) or passed on unchanged.
-  bool plain = pattern.find_first_of("\\[{") == std::string_view::npos &&
+  // Nothing to rewrite: no escape, bracket, interval, '+' (x+ of an x that can match "" is
+  // written x*), (? or non-greedy marker. Such a pattern is either refused (nested repetition,
+  // too large) or passed on unchanged.
+  bool plain = pattern.find_first_of("\\[{+") == std::string_view::npos &&
                pattern.find("(?") == std::string_view::npos &&
                pattern.find("*?") == std::string_view::npos &&
                pattern.find("+?") == std::string_view::npos &&

@@ -70,6 +70,12 @@ TEST(Regex, RepetitionsUpToGosLimitsCompile) {
   ASSERT_TRUE(re);
   EXPECT_TRUE(re->search("eth123"));
   EXPECT_FALSE(re->search("eth1234"));
+  // (a|)+ is compiled as (a|)*: the same strings match.
+  auto empty_plus = Regex::compile("^(a|)+$");
+  ASSERT_TRUE(empty_plus);
+  EXPECT_TRUE(empty_plus->search(""));
+  EXPECT_TRUE(empty_plus->search("aaa"));
+  EXPECT_FALSE(empty_plus->search("ab"));
   // A '{' that starts no repetition is itself, as in Go.
   auto brace = Regex::compile("^a{x}$");
   ASSERT_TRUE(brace);
@@ -112,6 +118,13 @@ TEST(Regex, RewritesBracesAndNonGreedyOperators) {
       {"{x}a{", "\\{x}a\\{"},
       {"a{,3}", "a\\{,3}"},
       {"a*?b+?c??d{2}?", "a*b+c?d{2}"},
+      // x+ of an x that can match "" is x* (glibc builds nested ones exponentially).
+      {"((((((((()+)+)+)+)+)+)+)+)+", "((((((((()*)*)*)*)*)*)*)*)*"},
+      {"(a|)+", "(a|)*"},
+      {"(a*b*)+", "(a*b*)*"},
+      {"(\\b)+(^)+", "(\\b)*(^)*"},
+      {"(a|b)+c", "(a|b)+c"},
+      {"((a+)+)+", "((a+)+)+"},
   };
   for (const Case& c : cases) {
     auto p = re2ToPosix(c.re2);
@@ -134,7 +147,8 @@ TEST(Regex, RepetitionLimitsAndNestingAreErrors) {
       {"a{1000}b", "expression too large"},
       {"((a?)*){1000}", "expression too large"},
       {"((((){10}){10}){10}){10}", "expression too large"},
-      {"((((((((()+)+)+)+)+)+)+)+)+", "expression too large"},
+      {"((a?)*){30}", "expression too large"},
+      {"(a?){32}", "expression too large"},
       {"((a{100}){100}){100}", "expression too large"},
       {"(([0-9]{50}|x){50}){50}", "expression too large"},
       {"a++", "invalid nested repetition operator at offset 2"},
