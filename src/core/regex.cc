@@ -6,23 +6,27 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
-#include <optional>
 #include <vector>
 
 namespace flannel {
 
 struct Regex::Compiled {
   regex_t re{};
+  bool ok = false;  // regcomp() succeeded: there is something to regfree()
   Compiled() = default;
   Compiled(const Compiled&) = delete;
   Compiled& operator=(const Compiled&) = delete;
-  ~Compiled() { regfree(&re); }
+  ~Compiled() {
+    if (ok) {
+      regfree(&re);
+    }
+  }
 };
 
 namespace {
 
 // The caller's context names the flag and the pattern.
-Error invalid(std::string_view /*pattern*/, std::string_view what) {
+Error invalid(std::string_view what) {
   return makeError(Errc::InvalidInput, fmt::format("invalid regular expression: {}", what));
 }
 
@@ -55,7 +59,7 @@ Result<size_t> bracket(std::string_view pattern, size_t i, std::string& out) {
     if (c == '[' && j + 1 < pattern.size() && pattern[j + 1] == ':') {
       size_t end = pattern.find(":]", j + 2);
       if (end == std::string_view::npos) {
-        return invalid(pattern, "unterminated [: in a character class");
+        return invalid("unterminated [: in a character class");
       }
       items.append(pattern.substr(j, end + 2 - j));
       j = end + 1;
@@ -63,7 +67,7 @@ Result<size_t> bracket(std::string_view pattern, size_t i, std::string& out) {
     }
     if (c == '\\') {
       if (j + 1 >= pattern.size()) {
-        return invalid(pattern, "trailing backslash");
+        return invalid("trailing backslash");
       }
       char e = pattern[++j];
       switch (e) {
@@ -79,7 +83,7 @@ Result<size_t> bracket(std::string_view pattern, size_t i, std::string& out) {
         case 'D':
         case 'S':
         case 'W':
-          return invalid(pattern, fmt::format("\\{} inside [...] is not supported", e));
+          return invalid(fmt::format("\\{} inside [...] is not supported", e));
         case ']':
           rbracket = true;
           break;
@@ -94,7 +98,7 @@ Result<size_t> bracket(std::string_view pattern, size_t i, std::string& out) {
           break;
         default:
           if (!isPunct(e)) {
-            return invalid(pattern, fmt::format("\\{} inside [...] is not supported", e));
+            return invalid(fmt::format("\\{} inside [...] is not supported", e));
           }
           items += e;
       }
@@ -109,7 +113,7 @@ Result<size_t> bracket(std::string_view pattern, size_t i, std::string& out) {
     }
   }
   if (j >= pattern.size()) {
-    return invalid(pattern, "missing closing ]");
+    return invalid("missing closing ]");
   }
   if (!items.empty() && items.back() == '-') {
     // A literal '-' written last stays last.
@@ -214,8 +218,13 @@ class Expansion {
   std::vector<Frame> frames_{Frame{}};
 };
 
-// "{n}", "{n,}" or "{n,m}" at pattern[i] == '{': its length and the copies it makes; length 0
-// when it is not a repetition (then '{' is an ordinary character, as in Go).
+Error tooLarge() {
+  return invalid(fmt::format("expression too large (repetitions expand it past {} elements)",
+                             Expansion::kMax));
+}
+
+// "{n}", "{n,}" or "{n,m}" at pattern[i] == '{' (interval()): its length and the copies it
+// makes; length 0 when it is not a repetition (then '{' is an ordinary character, as in Go).
 struct Interval {
   size_t length = 0;  // of the text "{...}"
   uint64_t min = 0;
@@ -256,7 +265,7 @@ Interval interval(std::string_view p, size_t i) {
 
 Result<std::string> re2ToPosix(std::string_view pattern) {
   if (pattern.find('\0') != std::string_view::npos) {
-    return invalid(pattern, "contains a NUL byte");
+    return invalid("contains a NUL byte");
   }
   std::string out;
   out.reserve(pattern.size() + 8);
@@ -267,9 +276,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
   enum class Prev { Other, Repeat, Lazy } prev = Prev::Other;
   for (size_t i = 0; i < pattern.size();) {
     if (size.tooLarge()) {
-      return invalid(pattern, fmt::format("expression too large (repetitions expand it past {} "
-                                          "elements)",
-                                          Expansion::kMax));
+      return tooLarge();
     }
     char c = pattern[i];
     Interval rep = c == '{' ? interval(pattern, i) : Interval{};
@@ -280,7 +287,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
       continue;
     }
     if (repetition && prev != Prev::Other) {
-      return invalid(pattern, fmt::format("invalid nested repetition operator at offset {}", i));
+      return invalid(fmt::format("invalid nested repetition operator at offset {}", i));
     }
     prev = repetition ? Prev::Repeat : Prev::Other;
     if (c == '[') {
@@ -293,14 +300,14 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
       continue;
     }
     if (c == '(' && i + 1 < pattern.size() && pattern[i + 1] == '?') {
-      return invalid(pattern, "(? groups and flags are not supported");
+      return invalid("(? groups and flags are not supported");
     }
     if (c == '{') {
       if (rep.length > 0) {
         // Go's limits (regexp/syntax: "invalid repeat count").
         if (rep.min > 1000 || (!rep.open && (rep.max > 1000 || rep.max < rep.min))) {
-          return invalid(pattern, fmt::format("invalid repeat count {}: counts go up to 1000",
-                                              pattern.substr(i, rep.length)));
+          return invalid(fmt::format("invalid repeat count {}: counts go up to 1000",
+                                     pattern.substr(i, rep.length)));
         }
         size.repeat(size.lastCanBeEmpty() ? rep.max * rep.max : rep.max, rep.min == 0);
         out.append(pattern.substr(i, rep.length));
@@ -315,7 +322,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
     }
     if (c == '\\') {
       if (i + 1 >= pattern.size()) {
-        return invalid(pattern, "trailing backslash");
+        return invalid("trailing backslash");
       }
       char e = pattern[i + 1];
       i += 2;
@@ -339,7 +346,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
           break;
         default:
           if (!isPunct(e)) {
-            return invalid(pattern, fmt::format("\\{} is not supported", e));
+            return invalid(fmt::format("\\{} is not supported", e));
           }
           out += '\\';
           out += e;
@@ -381,9 +388,7 @@ Result<std::string> re2ToPosix(std::string_view pattern) {
     ++i;
   }
   if (size.tooLarge()) {
-    return invalid(pattern, fmt::format("expression too large (repetitions expand it past {} "
-                                        "elements)",
-                                        Expansion::kMax));
+    return tooLarge();
   }
   return out;
 }
@@ -398,10 +403,9 @@ Result<Regex> Regex::compile(std::string_view pattern) {
   if (rc != 0) {
     char reason[256];
     regerror(rc, &compiled->re, reason, sizeof reason);
-    // regcomp leaves nothing allocated on failure; Compiled's regfree must not run.
-    compiled->re = regex_t{};
-    return invalid(pattern, reason);
+    return invalid(reason);
   }
+  compiled->ok = true;
   Regex r;
   r.pattern_ = std::string(pattern);
   r.posix_ = std::move(*posix);

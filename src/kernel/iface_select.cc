@@ -241,43 +241,40 @@ Result<ExternalInterface> Selector::byRegex(const std::string& pattern) {
   if (!re) {
     return re.error();
   }
-  {
-    auto matches = [&re](const std::string& text) { return re->search(text); };
-    auto first_match = [&](int ifindex, Family family) -> std::optional<IpAddr> {
-      for (const IpAddr& a : usable(ifindex, family)) {
-        if (matches(a.toString())) {
-          return a;
-        }
-      }
-      return std::nullopt;
-    };
-    for (const Link& link : snap_.links) {
-      Fixed fixed;
-      bool found = true;
-      if (opts_.ipv4) {
-        auto a = first_match(link.index, Family::V4);
-        found = found && a.has_value();
-        if (a) {
-          fixed.v4 = a->v4();
-        }
-      }
-      if (opts_.ipv6) {
-        auto a = first_match(link.index, Family::V6);
-        found = found && a.has_value();
-        if (a) {
-          fixed.v6 = a->v6();
-        }
-      }
-      if (found) {
-        return withContext(complete(link, fixed),
-                           fmt::format("interface {} (matched by address)", link.name));
+  auto first_match = [&](int ifindex, Family family) -> std::optional<IpAddr> {
+    for (const IpAddr& a : usable(ifindex, family)) {
+      if (re->search(a.toString())) {
+        return a;
       }
     }
-    for (const Link& link : snap_.links) {
-      if (matches(link.name)) {
-        return withContext(complete(link, {}),
-                           fmt::format("interface {} (matched by name)", link.name));
+    return std::nullopt;
+  };
+  for (const Link& link : snap_.links) {
+    Fixed fixed;
+    bool found = true;
+    if (opts_.ipv4) {
+      auto a = first_match(link.index, Family::V4);
+      found = found && a.has_value();
+      if (a) {
+        fixed.v4 = a->v4();
       }
+    }
+    if (opts_.ipv6) {
+      auto a = first_match(link.index, Family::V6);
+      found = found && a.has_value();
+      if (a) {
+        fixed.v6 = a->v6();
+      }
+    }
+    if (found) {
+      return withContext(complete(link, fixed),
+                         fmt::format("interface {} (matched by address)", link.name));
+    }
+  }
+  for (const Link& link : snap_.links) {
+    if (re->search(link.name)) {
+      return withContext(complete(link, {}),
+                         fmt::format("interface {} (matched by name)", link.name));
     }
   }
   return reason("no interface matches");
