@@ -122,6 +122,42 @@ struct UdpOptions {
   bool offload = true;   // try UDP_SEGMENT and UDP_GRO
 };
 
+// The udp backend's in-kernel fast path (on Linux: tc BPF programs, kernel/tun/tc_path.h). It
+// carries, in the kernel, the packets the user-space workers would carry, in the same wire
+// format, and leaves everything else to them.
+struct UdpFastPathOptions {
+  Ip4 local_ip{};  // the UDP socket's address (outer source; datagrams to it are decapsulated)
+  uint16_t port = 8285;
+  int ext_ifindex = 0;  // the external interface
+  int tun_ifindex = 0;  // the TUN device
+};
+
+struct UdpFastPathRoute {
+  Ip4 network{};
+  uint8_t prefix_len = 0;
+  Ip4 peer{};  // the PublicIP holding the lease
+  bool operator==(const UdpFastPathRoute&) const = default;
+};
+
+struct UdpFastPathStats {
+  uint64_t tx_packets = 0;  // datagrams encapsulated in the kernel (GSO segments counted)
+  uint64_t tx_bytes = 0;
+  uint64_t rx_packets = 0;  // datagrams decapsulated in the kernel
+  uint64_t rx_bytes = 0;
+};
+
+class UdpFastPath {
+ public:
+  virtual ~UdpFastPath() = default;  // detaches
+  // Our subnet (decapsulated packets must be for it and not from it); until then the fast path
+  // takes nothing.
+  virtual Result<void> enable(Ip4 own_network, uint8_t own_prefix) = 0;
+  // The peers: the kernel's tables are brought to exactly these entries. On an error the
+  // entries in question stay with user space and the next call retries them.
+  virtual Result<void> setPeers(const std::vector<UdpFastPathRoute>& routes) = 0;
+  virtual UdpFastPathStats stats() const = 0;
+};
+
 class PacketIo {
  public:
   virtual ~PacketIo() = default;
@@ -129,6 +165,12 @@ class PacketIo {
   // IFF_NO_PI as flannel does, plus the optional offloads.
   virtual Result<TunDevice> openTun(const TunOptions& opts) = 0;
   virtual Result<std::vector<std::unique_ptr<UdpBatchSocket>>> openUdp(const UdpOptions& opts) = 0;
+  // Attaches the in-kernel fast path. Errc::Unavailable (naming what is missing) where there is
+  // none; the default.
+  virtual Result<std::unique_ptr<UdpFastPath>> attachUdpFastPath(const UdpFastPathOptions& opts) {
+    (void)opts;
+    return makeError(Errc::Unavailable, "no in-kernel fast path on this PacketIo");
+  }
 };
 
 }  // namespace flannel::kernel

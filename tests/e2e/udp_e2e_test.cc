@@ -2,10 +2,14 @@
 // devices and UDP sockets; pods reach each other; a hand-made "Go flannel node" in the switch
 // namespace exchanges packets in flannel's wire format (the bare IPv4 packet as UDP payload).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <linux/errqueue.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -151,6 +155,53 @@ class UdpE2e : public ClusterFixture {
     ::close(fd);
     return out;
   }
+  void wireFormatAndDrops(const std::string& config, bool kernel_path);
+
+  static constexpr uint32_t kTcxIngress = 46;  // BPF_TCX_INGRESS (linux/bpf.h of Linux 6.6)
+  // How many BPF programs are attached at tcx `attach_type` of `ifname` in `ns`
+  // (BPF_PROG_QUERY, from a thread that setns()es into the namespace).
+  static Result<uint32_t> tcxPrograms(Netns& ns, const std::string& ifname, uint32_t attach_type) {
+    const std::string path = "/run/netns/" + ns.name();
+    const int ns_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns_fd < 0) {
+      return makeError(Errc::Unavailable, "opening " + path + ": " + std::strerror(errno));
+    }
+    int err = 0;
+    uint32_t count = 0;
+    std::thread([&] {
+      if (::setns(ns_fd, CLONE_NEWNET) != 0) {
+        err = errno;
+        return;
+      }
+      const unsigned ifindex = ::if_nametoindex(ifname.c_str());
+      if (ifindex == 0) {
+        err = errno;
+        return;
+      }
+      // union bpf_attr's query member: target_ifindex, attach_type, query_flags, attach_flags,
+      // prog_ids, prog_cnt (the rest zero).
+      struct {
+        uint32_t target_ifindex, attach_type, query_flags, attach_flags;
+        uint64_t prog_ids;
+        uint32_t prog_cnt, pad;
+        uint64_t rest[4];
+      } attr{};
+      attr.target_ifindex = ifindex;
+      attr.attach_type = attach_type;
+      if (::syscall(SYS_bpf, 16 /* BPF_PROG_QUERY */, &attr, sizeof attr) != 0) {
+        err = errno;
+        return;
+      }
+      count = attr.prog_cnt;
+    }).join();
+    ::close(ns_fd);
+    if (err != 0) {
+      return makeError(Errc::Unavailable,
+                       fmt::format("BPF_PROG_QUERY on {}: {}", ifname, std::strerror(err)));
+    }
+    return count;
+  }
+
   // The value of one metric line `name` (with labels, exactly as rendered), or -1.
   static double metric(const std::string& page, const std::string& name) {
     const auto at = page.find("\n" + name + " ");
@@ -162,10 +213,22 @@ class UdpE2e : public ClusterFixture {
 };
 
 TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
-  startUdp(3, kUdpConfig);
+  startUdp(3, kUdpConfig, {"-healthz-port=9099"});
   expectFullMesh();
   expectTcp(1, 3);
   expectTcp(2, 1);
+  // By default the in-kernel fast path (tc BPF) carries the traffic, both ways, on every host.
+  for (int h : {1, 2, 3}) {
+    const std::string page = httpGet(cluster_->host(h), 9099, "/metrics");
+    EXPECT_EQ(metric(page, "flannel_udp_tc_bpf_active"), 1) << page << cluster_->flanneldLog(h);
+    EXPECT_GT(metric(page, "flannel_udp_tc_tx_packets_total"), 100) << page;
+    EXPECT_GT(metric(page, "flannel_udp_tc_rx_packets_total"), 100) << page;
+    EXPECT_GE(metric(page, "flannel_udp_tx_packets_total"),
+              metric(page, "flannel_udp_tc_tx_packets_total"))
+        << "the totals include the kernel's share\n"
+        << page;
+  }
+  EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("in-kernel fast path attached"));
   // One queue per CPU: with more than one, a peer's datagrams are spread by inner flow.
   if (std::thread::hardware_concurrency() > 1) {
     EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("steered by inner flow"));
@@ -187,6 +250,26 @@ TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
   EXPECT_THAT(lease->out, HasSubstr(R"("PublicIP":"192.168.91.12")"));
   EXPECT_THAT(lease->out, Not(HasSubstr("BackendType")));
   EXPECT_THAT(lease->out, Not(HasSubstr("BackendData")));
+}
+
+// TcBpf false: the user-space workers carry everything (TSO/GRO offloads on), nothing is
+// attached, and the kernel path's counters stay at 0.
+TEST_F(UdpE2e, WithTcBpfOffTheUserSpacePathCarriesEverything) {
+  startUdp(2, R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "TcBpf": false}})",
+           {"-healthz-port=9099"});
+  expectFullMesh();
+  expectTcp(1, 2);
+  expectTcp(2, 1);
+  for (int h : {1, 2}) {
+    const std::string page = httpGet(cluster_->host(h), 9099, "/metrics");
+    EXPECT_EQ(metric(page, "flannel_udp_tc_bpf_active"), 0) << page;
+    EXPECT_EQ(metric(page, "flannel_udp_tc_tx_packets_total"), 0) << page;
+    EXPECT_EQ(metric(page, "flannel_udp_tc_rx_packets_total"), 0) << page;
+    EXPECT_GT(metric(page, "flannel_udp_tun_rx_super_packets_total"), 0) << page;
+    EXPECT_GT(metric(page, "flannel_udp_tx_packets_total"), 1000) << page;
+    EXPECT_GT(metric(page, "flannel_udp_rx_packets_total"), 1000) << page;
+    EXPECT_THAT(cluster_->flanneldLog(h), Not(HasSubstr("fast path attached")));
+  }
 }
 
 TEST_F(UdpE2e, AHostThatLeavesIsRemovedAndItsSubnetBecomesUnreachable) {
@@ -217,10 +300,10 @@ TEST_F(UdpE2e, AHostThatLeavesIsRemovedAndItsSubnetBecomesUnreachable) {
 }
 
 TEST_F(UdpE2e, RestartKeepsTheSubnetWithoutOffloadsOneQueueTwoThreads) {
-  // Offload off + one queue: the plain read/sendmmsg/recvmmsg path, as on old kernels; and a
-  // thread per direction.
+  // Offload off + one queue, no tc BPF: the plain read/sendmmsg/recvmmsg path, as on old
+  // kernels; and a thread per direction. (The default, tc BPF, restarts in the next test.)
   startUdp(2, R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "Offload": false,
-               "Queues": 1, "ThreadPerDirection": true}})");
+               "Queues": 1, "ThreadPerDirection": true, "TcBpf": false}})");
   expectFullMesh();
   expectTcp(1, 2);
   EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("TUN TSO off"));
@@ -260,8 +343,11 @@ TEST_F(UdpE2e, PodsKeepTalkingWhileEtcdIsDown) {
 // "Go flannel node" (lease 10.5.200.0/24 at 192.168.91.1, the switch namespace) to pod 1
 // arrives as the bare IPv4 packet in a UDP datagram to h1:8285; the echo reply comes back the
 // same way, TTL decremented by h1's kernel and its data path.
-TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
-  startUdp(1, kUdpConfig, {"-healthz-port=9099"});
+void UdpE2e::wireFormatAndDrops(const std::string& config, bool kernel_path) {
+  startUdp(1, config, {"-healthz-port=9099"});
+  if (HasFatalFailure()) {
+    return;
+  }
   auto& sw = cluster_->topology().switchNs();
   ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
                                         R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
@@ -376,6 +462,15 @@ TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
         v[0] = 0x45;
         v[2] = 0xff;  // total length 65 280 in a 20-byte datagram
         return v;
+      }(),
+      [&] {
+        // A well-formed request with a wrong header checksum: lengths, addresses and TTL
+        // would all pass, so the kernel path must look at the checksum to leave it alone.
+        auto p = echoRequest(400);
+        std::vector<uint8_t> v(reinterpret_cast<const uint8_t*>(p.data()),
+                               reinterpret_cast<const uint8_t*>(p.data()) + p.size());
+        v[10] ^= 0x5a;
+        return v;
       }()};
   for (const auto& j : junk) {
     ASSERT_EQ(::sendto(peer, j.data(), j.size(), 0, reinterpret_cast<sockaddr*>(&h1), sizeof h1),
@@ -385,22 +480,68 @@ TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
   EXPECT_TRUE(receive(peer, 2000ms, reply, from)) << "the data path stopped after junk";
   EXPECT_TRUE(cluster_->flanneld(1)->running()) << cluster_->flanneldLog(1);
 
-  // /metrics counted all of it: the 5 rogue requests by reason; of the 5 junk datagrams the
-  // IPv6 one as not_ipv4 and the other 4 as malformed (the kernel's own IPv6 packets into
-  // flannel0 may add to not_ipv4); the answered requests both ways.
+  // /metrics counted all of it: the 5 rogue requests by reason; of the 6 junk datagrams the
+  // IPv6 one as not_ipv4 and the other 5 as malformed (the kernel's own IPv6 packets into
+  // flannel0 may add to not_ipv4); the answered requests both ways. With the kernel path, the
+  // drops are still user space's (the programs leave such datagrams to it) and the answered
+  // requests and their replies went through the kernel.
   const std::string page = httpGet(cluster_->host(1), 9099, "/metrics");
   ASSERT_THAT(page, HasSubstr("200 OK"));
   EXPECT_EQ(metric(page, R"(flannel_udp_dropped_packets_total{reason="unknown_source"})"),
             unknown_before + 5)
       << page;
   EXPECT_EQ(metric(page, R"(flannel_udp_dropped_packets_total{reason="malformed"})"),
-            malformed_before + 4)
+            malformed_before + 5)
       << page;
   EXPECT_GE(metric(page, R"(flannel_udp_dropped_packets_total{reason="not_ipv4"})"), 1) << page;
   EXPECT_GE(metric(page, "flannel_udp_tx_packets_total"), 3) << page;
-  EXPECT_GE(metric(page, "flannel_udp_rx_packets_total"), 13) << page;
+  EXPECT_GE(metric(page, "flannel_udp_rx_packets_total"), 14) << page;
+  EXPECT_EQ(metric(page, "flannel_udp_tc_bpf_active"), kernel_path ? 1 : 0) << page;
+  if (kernel_path) {
+    EXPECT_GE(metric(page, "flannel_udp_tc_rx_packets_total"), 3) << page;
+    EXPECT_GE(metric(page, "flannel_udp_tc_tx_packets_total"), 3) << page;
+  } else {
+    EXPECT_EQ(metric(page, "flannel_udp_tc_rx_packets_total"), 0) << page;
+    EXPECT_EQ(metric(page, "flannel_udp_tc_tx_packets_total"), 0) << page;
+  }
   ::close(peer);
   ::close(rogue);
+}
+
+TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
+  wireFormatAndDrops(kUdpConfig, true);
+}
+
+TEST_F(UdpE2e, WireFormatAndDropsOnTheUserSpacePath) {
+  wireFormatAndDrops(R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "TcBpf": false}})",
+                     false);
+}
+
+// The tc BPF programs are attached with links that belong to flanneld: when it is killed they
+// are gone from the external interface (nothing stale is left to swallow datagrams), and a new
+// flanneld attaches its own and carries the traffic again.
+TEST_F(UdpE2e, KernelPathGoesAwayWithAKilledDaemonAndComesBackOnRestart) {
+  startUdp(2, kUdpConfig, {"-healthz-port=9099"});
+  expectFullMesh();
+  auto count = tcxPrograms(cluster_->host(2), "eth0", kTcxIngress);
+  ASSERT_TRUE(count) << count.error().message;
+  EXPECT_EQ(*count, 1u);
+  ASSERT_TRUE(cluster_->flanneld(2)->kill());
+  count = tcxPrograms(cluster_->host(2), "eth0", kTcxIngress);
+  ASSERT_TRUE(count) << count.error().message;
+  EXPECT_EQ(*count, 0u) << "a program outlived the flanneld that attached it";
+  ASSERT_TRUE(cluster_->startFlanneld(2));
+  ASSERT_TRUE(cluster_->waitRunningAgain(2, 20s)) << cluster_->flanneldLog(2);
+  auto env = readSubnetEnv(cluster_->subnetFile(2).string());
+  ASSERT_TRUE(env && env->subnet);
+  EXPECT_EQ(*env->subnet, subnets_.at(2));
+  count = tcxPrograms(cluster_->host(2), "eth0", kTcxIngress);
+  ASSERT_TRUE(count) << count.error().message;
+  EXPECT_EQ(*count, 1u);
+  expectFullMesh();
+  expectTcp(1, 2);
+  const std::string page = httpGet(cluster_->host(2), 9099, "/metrics");
+  EXPECT_GT(metric(page, "flannel_udp_tc_rx_packets_total"), 100) << page;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -189,12 +190,55 @@ class ChannelPacketIo final : public kernel::PacketIo {
   std::vector<ChannelTun*> tun_queues{};  // of the last openTun()
   std::vector<ChannelUdp*> sockets{};     // of the last openUdp()
 
+  // attachUdpFastPath(): the PacketIo default (Errc::Unavailable) unless `fast_path` is set.
+  std::function<Result<std::unique_ptr<kernel::UdpFastPath>>(const kernel::UdpFastPathOptions&)>
+      fast_path{};
+  std::vector<kernel::UdpFastPathOptions> fast_path_calls{};
+
   Result<kernel::TunDevice> openTun(const kernel::TunOptions& opts) override;
   Result<std::vector<std::unique_ptr<kernel::UdpBatchSocket>>> openUdp(
       const kernel::UdpOptions& opts) override;
+  Result<std::unique_ptr<kernel::UdpFastPath>> attachUdpFastPath(
+      const kernel::UdpFastPathOptions& opts) override {
+    fast_path_calls.push_back(opts);
+    return fast_path ? fast_path(opts) : PacketIo::attachUdpFastPath(opts);
+  }
 
  private:
   std::shared_ptr<ChannelNet> net_;
+};
+
+// A UdpFastPath that records what it is told (for the backend's unit tests; the real one,
+// kernel/tun/tc_path.h, is shown by the udp e2e tests). Shared state so that the test keeps a
+// view after the backend took ownership.
+struct RecordingFastPathState {
+  std::optional<std::pair<Ip4, uint8_t>> enabled{};
+  std::vector<std::vector<kernel::UdpFastPathRoute>> peer_sets{};
+  kernel::UdpFastPathStats stats{};
+  std::optional<Error> fail_enable{};
+  bool destroyed = false;
+};
+
+class RecordingFastPath final : public kernel::UdpFastPath {
+ public:
+  explicit RecordingFastPath(std::shared_ptr<RecordingFastPathState> state)
+      : state_(std::move(state)) {}
+  ~RecordingFastPath() override { state_->destroyed = true; }
+  Result<void> enable(Ip4 own_network, uint8_t own_prefix) override {
+    if (state_->fail_enable) {
+      return *state_->fail_enable;
+    }
+    state_->enabled = std::pair{own_network, own_prefix};
+    return {};
+  }
+  Result<void> setPeers(const std::vector<kernel::UdpFastPathRoute>& routes) override {
+    state_->peer_sets.push_back(routes);
+    return {};
+  }
+  kernel::UdpFastPathStats stats() const override { return state_->stats; }
+
+ private:
+  std::shared_ptr<RecordingFastPathState> state_;
 };
 
 }  // namespace flannel::test

@@ -42,9 +42,10 @@ Result<UdpConfig> parseUdpConfig(std::string_view backend_json) noexcept {
     if (*queues) {
       c.queues = static_cast<unsigned>(**queues);
     }
-    for (auto [name, field, dest] : {std::tuple{"Offload", "Backend.Offload", &c.offload},
-                                     std::tuple{"ThreadPerDirection", "Backend.ThreadPerDirection",
-                                                &c.thread_per_direction}}) {
+    for (auto [name, field, dest] :
+         {std::tuple{"Offload", "Backend.Offload", &c.offload},
+          std::tuple{"ThreadPerDirection", "Backend.ThreadPerDirection", &c.thread_per_direction},
+          std::tuple{"TcBpf", "Backend.TcBpf", &c.tc_bpf}}) {
       auto b = getBool(*doc, name, field);
       if (!b) {
         return fail(b.error());
@@ -63,6 +64,7 @@ UdpNetwork::UdpNetwork(NetworkConfig config, kernel::ExternalInterface ext, kern
     : config_(std::move(config)), ext_(std::move(ext)), kernel_(kernel) {}
 
 UdpNetwork::~UdpNetwork() {
+  tc_.reset();  // detaches the programs
   if (dataplane_) {
     dataplane_->stop();
   }
@@ -128,6 +130,20 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
       name, net->mtu_, tun->queues.size(), steered ? " steered by inner flow" : "",
       ctx.ext.iface_addr->toString(), cfg->port, tun->vnet_hdr ? "on" : "off",
       tun->uso ? "on" : "off", gso ? "on" : "off", gro ? "on" : "off");
+  if (cfg->tc_bpf) {
+    auto tc = ctx.packet_io->attachUdpFastPath(
+        kernel::UdpFastPathOptions{.local_ip = *ctx.ext.iface_addr,
+                                   .port = cfg->port,
+                                   .ext_ifindex = ctx.ext.link.index,
+                                   .tun_ifindex = link->index});
+    if (tc) {
+      net->tc_ = std::move(*tc);
+      log()->info("udp: in-kernel fast path attached (tc BPF on {} egress, {} ingress)", name,
+                  ctx.ext.link.name);
+    } else {
+      log()->warn("udp: {}; all packets take the user-space path", tc.error().message);
+    }
+  }
   net->dataplane_ = std::make_unique<DataPlane>(
       std::move(*tun), std::move(*sockets),
       DataPlaneConfig{.port = cfg->port, .thread_per_direction = cfg->thread_per_direction});
@@ -157,6 +173,12 @@ Result<void> UdpNetwork::configure(const Lease& own) {
     return r.error().context("udp");
   }
   publish();
+  if (tc_) {
+    if (auto r = tc_->enable(own.subnet.ipv4->addr().v4(), own.subnet.ipv4->prefix()); !r) {
+      log()->warn("udp: {}; detaching it, all packets take the user-space path", r.error().message);
+      tc_.reset();
+    }
+  }
   return {};
 }
 
@@ -219,6 +241,18 @@ void UdpNetwork::publish() {
   for (const auto& [net, ip] : peers_) {
     entries.push_back({.network = net.addr().v4(), .prefix_len = net.prefix(), .peer = ip});
   }
+  if (tc_) {
+    // A failure leaves the entries in question to the user-space path; the next publish
+    // retries them.
+    std::vector<kernel::UdpFastPathRoute> routes;
+    routes.reserve(entries.size());
+    for (const auto& e : entries) {
+      routes.push_back({.network = e.network, .prefix_len = e.prefix_len, .peer = e.peer});
+    }
+    if (auto r = tc_->setPeers(routes); !r) {
+      log()->warn("udp: {}", r.error().message);
+    }
+  }
   const auto& own = *own_->subnet.ipv4;
   dataplane_->publish(
       std::make_shared<const RouteTable>(own.addr().v4(), own.prefix(), std::move(entries)));
@@ -239,14 +273,17 @@ async::Awaitable<void> UdpNetwork::run() {
   (void)ec;
   dataplane_->stop();
   const auto c = dataplane_->counters();
-  log()->info("udp data path stopped: {} packets out, {} in, {} dropped", c.udp_tx_packets,
-              c.udp_rx_packets, [&] {
-                uint64_t n = 0;
-                for (auto d : c.drops) {
-                  n += d;
-                }
-                return n;
-              }());
+  const auto k = tc_ ? tc_->stats() : kernel::UdpFastPathStats{};
+  log()->info(
+      "udp data path stopped: {} packets out, {} in ({} and {} of them in the kernel), {} dropped",
+      c.udp_tx_packets + k.tx_packets, c.udp_rx_packets + k.rx_packets, k.tx_packets, k.rx_packets,
+      [&] {
+        uint64_t n = 0;
+        for (auto d : c.drops) {
+          n += d;
+        }
+        return n;
+      }());
 }
 
 std::vector<Stat> UdpNetwork::stats() const {
@@ -260,11 +297,29 @@ std::vector<Stat> UdpNetwork::stats() const {
   counter("flannel_udp_tun_rx_bytes_total", "Bytes read from the TUN device.", c.tun_rx_bytes);
   counter("flannel_udp_tun_rx_super_packets_total",
           "TSO/USO super packets read from the TUN and cut into segments.", c.tun_rx_super);
-  counter("flannel_udp_tx_packets_total", "Datagrams sent to peers.", c.udp_tx_packets);
-  counter("flannel_udp_tx_bytes_total", "Bytes sent to peers.", c.udp_tx_bytes);
+  const auto k = tc_ ? tc_->stats() : kernel::UdpFastPathStats{};
+  counter("flannel_udp_tx_packets_total", "Datagrams sent to peers (both paths).",
+          c.udp_tx_packets + k.tx_packets);
+  counter("flannel_udp_tx_bytes_total", "Bytes sent to peers (both paths).",
+          c.udp_tx_bytes + k.tx_bytes);
   counter("flannel_udp_tx_errors_total", "Datagrams the kernel refused to send.", c.udp_tx_errors);
-  counter("flannel_udp_rx_packets_total", "Datagrams received from peers.", c.udp_rx_packets);
-  counter("flannel_udp_rx_bytes_total", "Bytes received from peers.", c.udp_rx_bytes);
+  counter("flannel_udp_rx_packets_total", "Datagrams received from peers (both paths).",
+          c.udp_rx_packets + k.rx_packets);
+  counter("flannel_udp_rx_bytes_total", "Bytes received from peers (both paths).",
+          c.udp_rx_bytes + k.rx_bytes);
+  out.push_back(Stat{.name = "flannel_udp_tc_bpf_active",
+                     .help = "1 when the in-kernel fast path (tc BPF) is attached.",
+                     .labels = {},
+                     .value = tc_ ? 1.0 : 0.0});
+  counter("flannel_udp_tc_tx_packets_total",
+          "Datagrams encapsulated by the in-kernel fast path (part of flannel_udp_tx_packets).",
+          k.tx_packets);
+  counter("flannel_udp_tc_tx_bytes_total", "Bytes sent by the in-kernel fast path.", k.tx_bytes);
+  counter("flannel_udp_tc_rx_packets_total",
+          "Datagrams decapsulated by the in-kernel fast path (part of flannel_udp_rx_packets).",
+          k.rx_packets);
+  counter("flannel_udp_tc_rx_bytes_total", "Bytes received by the in-kernel fast path.",
+          k.rx_bytes);
   counter("flannel_udp_tun_tx_packets_total", "Packets written to the TUN device.",
           c.tun_tx_packets);
   counter("flannel_udp_tun_tx_coalesced_total",

@@ -13,7 +13,10 @@
 // Offload (default true: TSO/GRO on the TUN, GSO/GRO on the socket, each used only where the
 // kernel has it) and ThreadPerDirection (default false: one thread serves both directions of a
 // queue; true gives each direction its own thread — on 2 cores no reliable gain for one flow
-// and 5-15 % less with four, see BENCHMARKS.md).
+// and 5-15 % less with four, see BENCHMARKS.md) and TcBpf (default true: the in-kernel fast
+// path, PacketIo::attachUdpFastPath(), on Linux tc BPF (kernel/tun/tc_path.h), carries the bulk
+// of the traffic where the kernel allows it; the user-space workers still run and take
+// everything it leaves to them).
 #pragma once
 
 #include <map>
@@ -31,6 +34,7 @@ struct UdpConfig {
   unsigned queues = 0;  // 0 = auto
   bool offload = true;
   bool thread_per_direction = false;  // two threads per queue (TUN -> UDP, UDP -> TUN)
+  bool tc_bpf = true;                 // the in-kernel fast path where available
 };
 
 Result<UdpConfig> parseUdpConfig(std::string_view backend_json) noexcept;
@@ -53,6 +57,7 @@ class UdpNetwork final : public Network {
 
   DataPlane& dataPlane() { return *dataplane_; }
   int tunIndex() const { return tun_index_; }
+  bool tcPathActive() const { return tc_ != nullptr; }
 
  private:
   UdpNetwork(NetworkConfig config, kernel::ExternalInterface ext, kernel::Kernel& kernel);
@@ -68,6 +73,7 @@ class UdpNetwork final : public Network {
   std::optional<Lease> own_{};
   std::map<IpNet, Ip4> peers_{};  // peer subnet -> PublicIP
   std::unique_ptr<DataPlane> dataplane_{};
+  std::unique_ptr<kernel::UdpFastPath> tc_{};  // null: user space carries everything
 };
 
 }  // namespace flannel::backend::udp

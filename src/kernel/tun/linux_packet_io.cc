@@ -2,6 +2,7 @@
 
 #include "core/unique_fd.h"
 #include "kernel/kernel.h"
+#include "kernel/tun/tc_path.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -404,6 +405,15 @@ Result<std::vector<std::unique_ptr<UdpBatchSocket>>> LinuxPacketIo::openUdp(
     static_cast<LinuxUdpSocket&>(*sock).setSteered(steering_);
   }
   return out;
+}
+
+Result<std::unique_ptr<UdpFastPath>> LinuxPacketIo::attachUdpFastPath(
+    const UdpFastPathOptions& opts) {
+  auto path = TcPath::attach(opts);
+  if (!path) {
+    return path.error();
+  }
+  return std::unique_ptr<UdpFastPath>(std::move(*path));
 }
 
 }  // namespace flannel::kernel

@@ -11,6 +11,8 @@ class LinuxPacketIo final : public PacketIo {
  public:
   Result<TunDevice> openTun(const TunOptions& opts) override;
   Result<std::vector<std::unique_ptr<UdpBatchSocket>>> openUdp(const UdpOptions& opts) override;
+  // tc BPF programs attached with tcx links (kernel/tun/tc_path.h).
+  Result<std::unique_ptr<UdpFastPath>> attachUdpFastPath(const UdpFastPathOptions& opts) override;
   // Whether the last openUdp() with more than one socket got its inner-flow steering program.
   bool steering() const { return steering_; }
 

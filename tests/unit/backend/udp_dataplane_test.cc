@@ -744,6 +744,95 @@ TEST_F(UdpNetworkTest, PeerEventsRepublishTheForwardingTable) {
       static_cast<long>(Drop::kCount) - 1);
 }
 
+// The in-kernel fast path, through the PacketIo seam: asked for with the socket's address and
+// port and both devices, enabled with our subnet once the lease is known, kept in step with
+// every peer change, its counters part of /metrics; detached with the network.
+TEST_F(UdpNetworkTest, FastPathIsAttachedEnabledAndFollowsThePeers) {
+  auto state = std::make_shared<test::RecordingFastPathState>();
+  io.fast_path = [&](const kernel::UdpFastPathOptions&) {
+    return Result<std::unique_ptr<kernel::UdpFastPath>>(
+        std::make_unique<test::RecordingFastPath>(state));
+  };
+  auto& n = make(R"({"Type":"udp","Port":9000,"Queues":1})");
+  ASSERT_EQ(io.fast_path_calls.size(), 1u);
+  EXPECT_EQ(io.fast_path_calls[0].local_ip, ip4("192.168.91.11")) << "IfaceAddr";
+  EXPECT_EQ(io.fast_path_calls[0].port, 9000);
+  EXPECT_EQ(io.fast_path_calls[0].tun_ifindex, tun_index);
+  EXPECT_EQ(io.fast_path_calls[0].ext_ifindex, eth0().link.index);
+  EXPECT_TRUE(n.tcPathActive());
+  EXPECT_FALSE(state->enabled) << "nothing is taken before the lease is known";
+  ASSERT_TRUE(n.configure(lease("10.5.1.0/24", "203.0.113.11")));
+  ASSERT_TRUE(state->enabled);
+  EXPECT_EQ(state->enabled->first, ip4("10.5.1.0"));
+  EXPECT_EQ(state->enabled->second, 24);
+  n.peersAdded({lease("10.5.2.0/24", "192.168.91.12"), lease("10.5.3.0/24", "192.168.91.13")});
+  ASSERT_FALSE(state->peer_sets.empty());
+  EXPECT_EQ(state->peer_sets.back(),
+            (std::vector<kernel::UdpFastPathRoute>{
+                {.network = ip4("10.5.2.0"), .prefix_len = 24, .peer = ip4("192.168.91.12")},
+                {.network = ip4("10.5.3.0"), .prefix_len = 24, .peer = ip4("192.168.91.13")}}));
+  n.peersRemoved({lease("10.5.2.0/24", "192.168.91.12")});
+  EXPECT_EQ(state->peer_sets.back(),
+            (std::vector<kernel::UdpFastPathRoute>{
+                {.network = ip4("10.5.3.0"), .prefix_len = 24, .peer = ip4("192.168.91.13")}}));
+  state->stats = {.tx_packets = 40, .tx_bytes = 60000, .rx_packets = 7, .rx_bytes = 700};
+  const auto stats = n.stats();
+  auto value = [&](const std::string& name) {
+    auto it =
+        std::find_if(stats.begin(), stats.end(), [&](const Stat& s) { return s.name == name; });
+    return it == stats.end() ? -1.0 : it->value;
+  };
+  EXPECT_EQ(value("flannel_udp_tc_bpf_active"), 1.0);
+  EXPECT_EQ(value("flannel_udp_tc_tx_packets_total"), 40.0);
+  EXPECT_EQ(value("flannel_udp_tc_rx_bytes_total"), 700.0);
+  EXPECT_EQ(value("flannel_udp_tx_packets_total"), 40.0) << "totals include the kernel's share";
+  EXPECT_EQ(value("flannel_udp_rx_packets_total"), 7.0);
+  network.reset();
+  EXPECT_TRUE(state->destroyed) << "detached with the network";
+}
+
+TEST_F(UdpNetworkTest, WithoutAFastPathOrWithTcBpfOffUserSpaceCarriesEverything) {
+  // The default PacketIo has none: create() still succeeds, on the user-space path.
+  auto& plain = make();
+  EXPECT_FALSE(plain.tcPathActive());
+  ASSERT_EQ(io.fast_path_calls.size(), 1u);
+  network.reset();
+  // TcBpf false: not even asked for.
+  io.fast_path = [&](const kernel::UdpFastPathOptions&) {
+    return Result<std::unique_ptr<kernel::UdpFastPath>>(std::make_unique<test::RecordingFastPath>(
+        std::make_shared<test::RecordingFastPathState>()));
+  };
+  auto& off = make(R"({"Type":"udp","TcBpf":false})");
+  EXPECT_FALSE(off.tcPathActive());
+  EXPECT_EQ(io.fast_path_calls.size(), 1u);
+  const auto stats = off.stats();
+  auto active = std::find_if(stats.begin(), stats.end(),
+                             [](const Stat& s) { return s.name == "flannel_udp_tc_bpf_active"; });
+  ASSERT_NE(active, stats.end());
+  EXPECT_EQ(active->value, 0.0);
+}
+
+TEST_F(UdpNetworkTest, AFastPathThatCannotBeEnabledIsDetached) {
+  auto state = std::make_shared<test::RecordingFastPathState>();
+  state->fail_enable = makeError(Errc::Kernel, "config map: permission denied");
+  io.fast_path = [&](const kernel::UdpFastPathOptions&) {
+    return Result<std::unique_ptr<kernel::UdpFastPath>>(
+        std::make_unique<test::RecordingFastPath>(state));
+  };
+  auto& n = make(R"({"Type":"udp","Queues":1})");
+  EXPECT_TRUE(n.tcPathActive());
+  ASSERT_TRUE(n.configure(lease("10.5.1.0/24", "203.0.113.11")))
+      << "the lease is served on the user-space path";
+  EXPECT_FALSE(n.tcPathActive());
+  EXPECT_TRUE(state->destroyed);
+  // And user space carries the packets.
+  auto peer = net->open({ip4("192.168.91.12"), kPort});
+  n.peersAdded({lease("10.5.2.0/24", "192.168.91.12")});
+  io.tun_queues[0]->push(aToB().build());
+  n.dataPlane().pollOnce();
+  EXPECT_EQ(peer->pending(), 1u);
+}
+
 TEST_F(UdpNetworkTest, RefusesIpv6AndMissingPieces) {
   auto v6 = create(
       loadNetworkConfig(
@@ -773,6 +862,9 @@ TEST(UdpConfig, DefaultsAndFields) {
   EXPECT_EQ(c.queues, 4u);
   EXPECT_FALSE(c.offload);
   EXPECT_TRUE(c.thread_per_direction);
+  EXPECT_TRUE(c.tc_bpf) << "the in-kernel fast path is on unless switched off";
+  EXPECT_FALSE(parseUdpConfig(R"({"TcBpf":false})").value().tc_bpf);
+  EXPECT_TRUE(parseUdpConfig(R"({"TcBpf":true})").value().tc_bpf);
   EXPECT_EQ(parseUdpConfig(R"({"Port":0})").value().port, 8285) << "0 means the default";
 }
 
@@ -787,6 +879,8 @@ TEST(UdpConfig, ErrorsNameTheField) {
       {R"({"Offload":"yes"})", "Backend.Offload"},
       {R"({"Offload":1})", "Backend.Offload"},
       {R"({"ThreadPerDirection":"no"})", "Backend.ThreadPerDirection"},
+      {R"({"TcBpf":"off"})", "Backend.TcBpf"},
+      {R"({"TcBpf":0})", "Backend.TcBpf"},
   };
   for (const auto& [json, field] : cases) {
     auto r = parseUdpConfig(json);

@@ -1,0 +1,317 @@
+#include "kernel/tun/tc_path.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "core/log.h"
+
+// The compiled programs (bpf/udp_tc.bpf.c), embedded by the build (cmake/embed_file.cmake).
+extern "C" const unsigned char flannel_udp_tc_object[];
+extern "C" const size_t flannel_udp_tc_object_size;
+
+namespace flannel::kernel {
+
+namespace {
+
+std::shared_ptr<spdlog::logger> log() {
+  return logger("kernel.tc");
+}
+
+constexpr const char* kSoname = "libbpf.so.1";
+
+// tcx attach points (linux/bpf.h of Linux 6.6; Debian 12's headers predate them).
+constexpr int kTcxIngress = 46;
+constexpr int kTcxEgress = 47;
+
+// Same layout as struct flannel_udp_config in bpf/udp_tc.bpf.c.
+struct BpfConfig {
+  uint32_t local_ip;
+  uint32_t own_net;
+  uint32_t own_mask;
+  uint32_t ext_ifindex;
+  uint32_t tun_ifindex;
+  uint16_t port;
+  uint16_t enabled;
+};
+static_assert(sizeof(BpfConfig) == 24);
+
+struct BpfLpmKey {
+  uint32_t prefixlen;
+  uint32_t addr;
+};
+
+struct BpfStats {
+  uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
+};
+
+struct Api {
+  decltype(&::libbpf_set_print) set_print = nullptr;
+  decltype(&::bpf_object__open_mem) open_mem = nullptr;
+  decltype(&::bpf_object__load) load = nullptr;
+  decltype(&::bpf_object__close) close = nullptr;
+  decltype(&::bpf_object__find_program_by_name) find_program = nullptr;
+  decltype(&::bpf_program__fd) program_fd = nullptr;
+  decltype(&::bpf_object__find_map_fd_by_name) find_map_fd = nullptr;
+  decltype(&::bpf_map_update_elem) update = nullptr;
+  decltype(&::bpf_map_delete_elem) remove = nullptr;
+  decltype(&::bpf_map_lookup_elem) lookup = nullptr;
+  decltype(&::bpf_link_create) link_create = nullptr;
+  decltype(&::libbpf_num_possible_cpus) possible_cpus = nullptr;
+};
+
+// libbpf's messages (verifier log included) go to our log at debug level; warnings as
+// warnings. The last warning is kept for the error returned by attach().
+thread_local std::string last_warning;
+
+int printToLog(enum libbpf_print_level level, const char* format, va_list args) {
+  char buf[1024];
+  const int n = std::vsnprintf(buf, sizeof buf, format, args);
+  if (n <= 0) {
+    return 0;
+  }
+  std::string text(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+  while (!text.empty() && text.back() == '\n') {
+    text.pop_back();
+  }
+  if (level == LIBBPF_WARN) {
+    last_warning = text;
+    log()->debug("libbpf: {}", text);
+  } else {
+    log()->trace("libbpf: {}", text);
+  }
+  return 0;
+}
+
+}  // namespace
+
+struct TcPath::Impl {
+  void* handle = nullptr;
+  Api api{};
+  bpf_object* object = nullptr;
+  int cfg_fd = -1;
+  int routes_fd = -1;
+  int peers_fd = -1;
+  int stats_fd = -1;
+  int encap_link = -1;
+  int decap_link = -1;
+  int cpus = 1;
+
+  ~Impl() {
+    for (int fd : {encap_link, decap_link}) {
+      if (fd >= 0) {
+        ::close(fd);  // tcx: closing the link detaches the program
+      }
+    }
+    if (object != nullptr) {
+      api.close(object);
+    }
+    if (handle != nullptr) {
+      ::dlclose(handle);
+    }
+  }
+};
+
+TcPath::TcPath(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TcPath::~TcPath() = default;
+
+Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options) {
+  auto unavailable = [](std::string what) {
+    return makeError(Errc::Unavailable, "tc BPF fast path: " + std::move(what));
+  };
+  auto impl = std::make_unique<Impl>();
+  impl->handle = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
+  if (impl->handle == nullptr) {
+    const char* why = ::dlerror();
+    return unavailable(fmt::format("cannot load {} (Debian package libbpf1): {}", kSoname,
+                                   why != nullptr ? why : "unknown error"));
+  }
+  Api& a = impl->api;
+  std::string missing;
+  auto bind = [&](const char* name, auto& slot) {
+    slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(::dlsym(impl->handle, name));
+    if (slot == nullptr && missing.empty()) {
+      missing = name;
+    }
+  };
+  bind("libbpf_set_print", a.set_print);
+  bind("bpf_object__open_mem", a.open_mem);
+  bind("bpf_object__load", a.load);
+  bind("bpf_object__close", a.close);
+  bind("bpf_object__find_program_by_name", a.find_program);
+  bind("bpf_program__fd", a.program_fd);
+  bind("bpf_object__find_map_fd_by_name", a.find_map_fd);
+  bind("bpf_map_update_elem", a.update);
+  bind("bpf_map_delete_elem", a.remove);
+  bind("bpf_map_lookup_elem", a.lookup);
+  bind("bpf_link_create", a.link_create);
+  bind("libbpf_num_possible_cpus", a.possible_cpus);
+  if (!missing.empty()) {
+    return unavailable(fmt::format("{} has no function {}", kSoname, missing));
+  }
+  a.set_print(printToLog);
+  last_warning.clear();
+  auto failed = [&](const char* step, int err) {
+    std::string why = std::strerror(err);
+    if (!last_warning.empty()) {
+      why += " (libbpf: " + last_warning + ")";
+    }
+    return unavailable(fmt::format("{}: {}", step, why));
+  };
+
+  impl->object = a.open_mem(flannel_udp_tc_object, flannel_udp_tc_object_size, nullptr);
+  if (impl->object == nullptr) {
+    return failed("opening the BPF object", errno);
+  }
+  if (int r = a.load(impl->object); r < 0) {
+    return failed("loading the programs (needs CAP_BPF and CAP_NET_ADMIN)", -r);
+  }
+  impl->cfg_fd = a.find_map_fd(impl->object, "flannel_udp_cfg");
+  impl->routes_fd = a.find_map_fd(impl->object, "flannel_udp_routes");
+  impl->peers_fd = a.find_map_fd(impl->object, "flannel_udp_peers");
+  impl->stats_fd = a.find_map_fd(impl->object, "flannel_udp_stats");
+  auto* encap = a.find_program(impl->object, "flannel_udp_encap");
+  auto* decap = a.find_program(impl->object, "flannel_udp_decap");
+  if (impl->cfg_fd < 0 || impl->routes_fd < 0 || impl->peers_fd < 0 || impl->stats_fd < 0 ||
+      encap == nullptr || decap == nullptr) {
+    return unavailable("the embedded BPF object lacks a map or program");
+  }
+  impl->cpus = std::max(1, a.possible_cpus());
+
+  BpfConfig cfg{};
+  cfg.local_ip = htonl(options.local_ip.toU32());
+  cfg.ext_ifindex = static_cast<uint32_t>(options.ext_ifindex);
+  cfg.tun_ifindex = static_cast<uint32_t>(options.tun_ifindex);
+  cfg.port = htons(options.port);
+  cfg.enabled = 0;
+  const uint32_t zero = 0;
+  if (a.update(impl->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
+    return failed("writing the config map", errno);
+  }
+  impl->encap_link = a.link_create(a.program_fd(encap), options.tun_ifindex,
+                                   static_cast<bpf_attach_type>(kTcxEgress), nullptr);
+  if (impl->encap_link < 0) {
+    return failed(fmt::format("attaching to the egress of ifindex {} (tcx needs Linux 6.6)",
+                              options.tun_ifindex)
+                      .c_str(),
+                  -impl->encap_link);
+  }
+  impl->decap_link = a.link_create(a.program_fd(decap), options.ext_ifindex,
+                                   static_cast<bpf_attach_type>(kTcxIngress), nullptr);
+  if (impl->decap_link < 0) {
+    return failed(
+        fmt::format("attaching to the ingress of ifindex {}", options.ext_ifindex).c_str(),
+        -impl->decap_link);
+  }
+  std::unique_ptr<TcPath> path(new TcPath(std::move(impl)));
+  path->options_ = options;
+  return path;
+}
+
+Result<void> TcPath::enable(Ip4 own_network, uint8_t own_prefix) {
+  const uint32_t mask = own_prefix == 0 ? 0 : ~uint32_t{0} << (32 - own_prefix);
+  BpfConfig cfg{};
+  cfg.local_ip = htonl(options_.local_ip.toU32());
+  cfg.own_net = htonl(own_network.toU32() & mask);
+  cfg.own_mask = htonl(mask);
+  cfg.ext_ifindex = static_cast<uint32_t>(options_.ext_ifindex);
+  cfg.tun_ifindex = static_cast<uint32_t>(options_.tun_ifindex);
+  cfg.port = htons(options_.port);
+  cfg.enabled = 1;
+  const uint32_t zero = 0;
+  if (impl_->api.update(impl_->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
+    return makeError(Errc::Kernel,
+                     fmt::format("tc BPF fast path: config map: {}", std::strerror(errno)), errno);
+  }
+  return {};
+}
+
+Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
+  const Api& a = impl_->api;
+  std::map<std::pair<uint32_t, uint8_t>, uint32_t> routes;
+  std::map<uint32_t, uint32_t> peers;
+  for (const auto& e : entries) {
+    routes[{e.network.toU32(), e.prefix_len}] = e.peer.toU32();
+    ++peers[e.peer.toU32()];
+  }
+  // routes_ and peers_ follow what the kernel accepted, so a failed update is retried by the
+  // next call. New and changed entries first, removed ones last: a subnet moving to another
+  // host never goes without an entry.
+  int err = 0;
+  auto ok = [&](int r) {
+    if (r < 0 && err == 0) {
+      err = errno;
+    }
+    return r >= 0;
+  };
+  auto lpmKey = [](std::pair<uint32_t, uint8_t> k) {
+    return BpfLpmKey{.prefixlen = k.second, .addr = htonl(k.first)};
+  };
+  for (const auto& [k, peer] : routes) {
+    auto it = routes_.find(k);
+    if (it == routes_.end() || it->second != peer) {
+      const BpfLpmKey key = lpmKey(k);
+      const uint32_t value = htonl(peer);
+      if (ok(a.update(impl_->routes_fd, &key, &value, BPF_ANY))) {
+        routes_[k] = peer;
+      }
+    }
+  }
+  for (const auto& [ip, n] : peers) {
+    auto it = peers_.find(ip);
+    if (it == peers_.end() || it->second != n) {
+      const uint32_t key = htonl(ip);
+      if (ok(a.update(impl_->peers_fd, &key, &n, BPF_ANY))) {
+        peers_[ip] = n;
+      }
+    }
+  }
+  std::erase_if(routes_, [&](const auto& kv) {
+    if (routes.contains(kv.first)) {
+      return false;
+    }
+    const BpfLpmKey key = lpmKey(kv.first);
+    return ok(a.remove(impl_->routes_fd, &key));
+  });
+  std::erase_if(peers_, [&](const auto& kv) {
+    if (peers.contains(kv.first)) {
+      return false;
+    }
+    const uint32_t key = htonl(kv.first);
+    return ok(a.remove(impl_->peers_fd, &key));
+  });
+  if (err != 0) {
+    return makeError(
+        Errc::Kernel,
+        fmt::format("tc BPF fast path: updating the lease maps: {}", std::strerror(err)), err);
+  }
+  return {};
+}
+
+UdpFastPathStats TcPath::stats() const {
+  UdpFastPathStats out;
+  std::vector<BpfStats> per_cpu(static_cast<size_t>(impl_->cpus));
+  const uint32_t zero = 0;
+  if (impl_->api.lookup(impl_->stats_fd, &zero, per_cpu.data()) < 0) {
+    return out;
+  }
+  for (const auto& s : per_cpu) {
+    out.tx_packets += s.tx_packets;
+    out.tx_bytes += s.tx_bytes;
+    out.rx_packets += s.rx_packets;
+    out.rx_bytes += s.rx_bytes;
+  }
+  return out;
+}
+
+}  // namespace flannel::kernel

@@ -1,0 +1,54 @@
+// DOC: the udp backend's in-kernel fast path on Linux (kernel::UdpFastPath; config key TcBpf,
+// default true, a flannel-cpp addition that Go flannel ignores). Two tc BPF programs
+// (bpf/udp_tc.bpf.c) do what the user-space workers do, in the same wire format, for the
+// packets that make up the bulk of the traffic: the egress program of the TUN device
+// encapsulates packets for peers' subnets and sends them out of the device the routing table
+// names for the peer; the ingress program of the external interface decapsulates datagrams from
+// leased peers for our subnet and feeds them into the TUN device. Whatever they do not take (no
+// lease, unknown senders, malformed or odd packets, ICMP errors to send) reaches the user-space
+// data path unchanged, which then behaves as without them.
+//
+// The programs are attached with tcx links (Linux ≥ 6.6), which belong to this process: when
+// flanneld exits or dies, the kernel detaches them, so nothing stale stays on the external
+// interface. libbpf (Debian package libbpf1) is loaded with dlopen() only while the fast path is
+// attached; without it, without tcx, or without the right to load BPF programs, TcPath::attach
+// fails with the reason and the backend runs on the user-space path alone.
+//
+// Thread safety: one control thread; the kernel reads the maps concurrently (each map element
+// is replaced atomically).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "kernel/packet_io.h"
+
+namespace flannel::kernel {
+
+class TcPath final : public UdpFastPath {
+ public:
+  // Loads the programs and attaches them, taking nothing until enable(). Errors:
+  // Errc::Unavailable naming what is missing (libbpf, tcx, permission, the kernel's verifier).
+  static Result<std::unique_ptr<TcPath>> attach(const UdpFastPathOptions& options);
+  ~TcPath() override;
+  TcPath(const TcPath&) = delete;
+  TcPath& operator=(const TcPath&) = delete;
+
+  Result<void> enable(Ip4 own_network, uint8_t own_prefix) override;
+  Result<void> setPeers(const std::vector<UdpFastPathRoute>& routes) override;
+  UdpFastPathStats stats() const override;
+
+ private:
+  struct Impl;
+  explicit TcPath(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+  UdpFastPathOptions options_{};
+  std::map<std::pair<uint32_t, uint8_t>, uint32_t> routes_{};  // (network, prefix) -> peer
+  std::map<uint32_t, uint32_t> peers_{};                       // PublicIP -> leases
+};
+
+}  // namespace flannel::kernel
