@@ -68,6 +68,7 @@ struct Api {
   decltype(&::bpf_map_lookup_elem) lookup = nullptr;
   decltype(&::bpf_link_create) link_create = nullptr;
   decltype(&::libbpf_num_possible_cpus) possible_cpus = nullptr;
+  decltype(&::bpf_prog_test_run_opts) test_run = nullptr;
 };
 
 // libbpf's messages (verifier log included) go to our log at debug level; warnings as
@@ -103,6 +104,8 @@ struct TcPath::Impl {
   int routes_fd = -1;
   int peers_fd = -1;
   int stats_fd = -1;
+  int encap_fd = -1;  // owned by the object
+  int decap_fd = -1;
   int encap_link = -1;
   int decap_link = -1;
   int cpus = 1;
@@ -125,7 +128,7 @@ struct TcPath::Impl {
 TcPath::TcPath(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TcPath::~TcPath() = default;
 
-Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options) {
+Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) {
   auto unavailable = [](std::string what) {
     return makeError(Errc::Unavailable, "tc BPF fast path: " + std::move(what));
   };
@@ -156,6 +159,7 @@ Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options
   bind("bpf_map_lookup_elem", a.lookup);
   bind("bpf_link_create", a.link_create);
   bind("libbpf_num_possible_cpus", a.possible_cpus);
+  bind("bpf_prog_test_run_opts", a.test_run);
   if (!missing.empty()) {
     return unavailable(fmt::format("{} has no function {}", kSoname, missing));
   }
@@ -198,24 +202,59 @@ Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options
   if (a.update(impl->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
     return failed("writing the config map", errno);
   }
-  impl->encap_link = a.link_create(a.program_fd(encap), options.tun_ifindex,
-                                   static_cast<bpf_attach_type>(kTcxEgress), nullptr);
-  if (impl->encap_link < 0) {
-    return failed(fmt::format("attaching to the egress of ifindex {} (tcx needs Linux 6.6)",
-                              options.tun_ifindex)
-                      .c_str(),
-                  -impl->encap_link);
-  }
-  impl->decap_link = a.link_create(a.program_fd(decap), options.ext_ifindex,
-                                   static_cast<bpf_attach_type>(kTcxIngress), nullptr);
-  if (impl->decap_link < 0) {
-    return failed(
-        fmt::format("attaching to the ingress of ifindex {}", options.ext_ifindex).c_str(),
-        -impl->decap_link);
-  }
+  impl->encap_fd = a.program_fd(encap);
+  impl->decap_fd = a.program_fd(decap);
   std::unique_ptr<TcPath> path(new TcPath(std::move(impl)));
   path->options_ = options;
   return path;
+}
+
+Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options) {
+  auto path = load(options);
+  if (!path) {
+    return path.error();
+  }
+  Impl& impl = *(*path)->impl_;
+  auto failed = [&](std::string step, int err) {
+    std::string why = std::strerror(err);
+    if (!last_warning.empty()) {
+      why += " (libbpf: " + last_warning + ")";
+    }
+    return makeError(Errc::Unavailable, fmt::format("tc BPF fast path: {}: {}", step, why));
+  };
+  last_warning.clear();
+  impl.encap_link = impl.api.link_create(impl.encap_fd, options.tun_ifindex,
+                                         static_cast<bpf_attach_type>(kTcxEgress), nullptr);
+  if (impl.encap_link < 0) {
+    return failed(fmt::format("attaching to the egress of ifindex {} (tcx needs Linux 6.6)",
+                              options.tun_ifindex),
+                  -impl.encap_link);
+  }
+  impl.decap_link = impl.api.link_create(impl.decap_fd, options.ext_ifindex,
+                                         static_cast<bpf_attach_type>(kTcxIngress), nullptr);
+  if (impl.decap_link < 0) {
+    return failed(fmt::format("attaching to the ingress of ifindex {}", options.ext_ifindex),
+                  -impl.decap_link);
+  }
+  return path;
+}
+
+Result<TcPath::Verdict> TcPath::testDecap(std::span<const std::byte> frame, uint32_t repeat) const {
+  std::vector<std::byte> out(frame.size() + 256);
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = frame.data();
+  opts.data_size_in = static_cast<uint32_t>(frame.size());
+  opts.data_out = out.data();
+  opts.data_size_out = static_cast<uint32_t>(out.size());
+  opts.repeat = std::max<uint32_t>(repeat, 1);
+  if (int r = impl_->api.test_run(impl_->decap_fd, &opts); r < 0) {
+    return makeError(Errc::Kernel, fmt::format("BPF_PROG_TEST_RUN: {}", std::strerror(-r)), -r);
+  }
+  out.resize(std::min<size_t>(opts.data_size_out, out.size()));
+  return Verdict{.action = static_cast<int>(opts.retval),
+                 .frame = std::move(out),
+                 .ns_per_run = opts.duration};
 }
 
 Result<void> TcPath::enable(Ip4 own_network, uint8_t own_prefix) {

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -33,6 +34,8 @@ class TcPath final : public UdpFastPath {
   // Loads the programs and attaches them, taking nothing until enable(). Errors:
   // Errc::Unavailable naming what is missing (libbpf, tcx, permission, the kernel's verifier).
   static Result<std::unique_ptr<TcPath>> attach(const UdpFastPathOptions& options);
+  // Loads without attaching: for testRun() (tests, benchmarks, diagnostics).
+  static Result<std::unique_ptr<TcPath>> load(const UdpFastPathOptions& options);
   ~TcPath() override;
   TcPath(const TcPath&) = delete;
   TcPath& operator=(const TcPath&) = delete;
@@ -40,6 +43,19 @@ class TcPath final : public UdpFastPath {
   Result<void> enable(Ip4 own_network, uint8_t own_prefix) override;
   Result<void> setPeers(const std::vector<UdpFastPathRoute>& routes) override;
   UdpFastPathStats stats() const override;
+
+  // What the decap program does with one Ethernet frame (BPF_PROG_TEST_RUN, in the caller's
+  // network namespace; nothing is sent): the tc action (TC_ACT_OK = left to user space,
+  // TC_ACT_REDIRECT = taken and sent into the TUN device), the frame as the program left it,
+  // and the kernel's mean time per run over `repeat` runs. (The encap program cannot be run
+  // this way: test runs always hand over an Ethernet frame, while it sees the TUN device's bare
+  // IP packets.)
+  struct Verdict {
+    int action = 0;
+    std::vector<std::byte> frame;
+    uint32_t ns_per_run = 0;
+  };
+  Result<Verdict> testDecap(std::span<const std::byte> frame, uint32_t repeat = 1) const;
 
  private:
   struct Impl;
