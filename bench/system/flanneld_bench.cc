@@ -1,7 +1,7 @@
 // flanneld system benchmarks (issue #4), on real namespaces with the release flanneld:
 //
 //   flanneld_bench startup [runs=20]        fork+setns+exec -> subnet.env, median (lease known)
-//   flanneld_bench idle [seconds=20] [nftables] [ip-masq]
+//   flanneld_bench idle [seconds=20] [nftables] [ip-masq] [udp]
 //                                           RSS and CPU of an idle flanneld; processes it forks
 //   flanneld_bench converge [hosts=30]      N hosts started at once: last subnet.env -> every
 //                                           host has a route to every other host
@@ -170,12 +170,14 @@ std::set<pid_t> childrenOf(pid_t pid) {
   return out;
 }
 
-// `modes`: "nftables" (EnableNFTables) and/or "ip-masq" (--ip-masq); default iptables mode with
-// the FORWARD rules only.
+// `modes`: "nftables" (EnableNFTables), "ip-masq" (--ip-masq), "udp" (the udp backend instead of
+// vxlan); default vxlan in iptables mode with the FORWARD rules only.
 int idle(int seconds, const std::vector<std::string>& modes) {
   bool nftables = std::find(modes.begin(), modes.end(), "nftables") != modes.end();
   bool masq = std::find(modes.begin(), modes.end(), "ip-masq") != modes.end();
-  auto c = makeCluster(2, "vxlan", false, nftables,
+  const std::string backend =
+      std::find(modes.begin(), modes.end(), "udp") != modes.end() ? "udp" : "vxlan";
+  auto c = makeCluster(2, backend, false, nftables,
                        masq ? std::vector<std::string>{"-ip-masq"} : std::vector<std::string>{});
   check(c->startAll());
   waitFile(*c, 1, 20s);
@@ -216,7 +218,7 @@ int idle(int seconds, const std::vector<std::string>& modes) {
       std::fprintf(stderr, "%6ld kB  %s\n", top[i].first, top[i].second.c_str());
     }
   }
-  std::printf("| idle flanneld RSS (vxlan, 1 peer, %s mode%s) | %.2f MB |\n",
+  std::printf("| idle flanneld RSS (%s, 1 peer, %s mode%s) | %.2f MB |\n", backend.c_str(),
               nftables ? "nftables" : "iptables", masq ? ", --ip-masq" : "",
               static_cast<double>(after.rss_kb) / 1024.0);
   std::printf(

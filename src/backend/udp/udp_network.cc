@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <thread>
 #include <tuple>
 
@@ -131,18 +132,13 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
       ctx.ext.iface_addr->toString(), cfg->port, tun->vnet_hdr ? "on" : "off",
       tun->uso ? "on" : "off", gso ? "on" : "off", gro ? "on" : "off");
   if (cfg->tc_bpf) {
-    auto tc = ctx.packet_io->attachUdpFastPath(
-        kernel::UdpFastPathOptions{.local_ip = *ctx.ext.iface_addr,
-                                   .port = cfg->port,
-                                   .ext_ifindex = ctx.ext.link.index,
-                                   .tun_ifindex = link->index});
-    if (tc) {
-      net->tc_ = std::move(*tc);
-      log()->info("udp: in-kernel fast path attached (tc BPF on {} egress, {} ingress)", name,
-                  ctx.ext.link.name);
-    } else {
-      log()->warn("udp: {}; all packets take the user-space path", tc.error().message);
-    }
+    // Attached by run(), after subnet.env is written: loading and verifying the programs takes
+    // longer than all the rest of start-up.
+    net->packet_io_ = ctx.packet_io;
+    net->fast_path_options_ = kernel::UdpFastPathOptions{.local_ip = *ctx.ext.iface_addr,
+                                                         .port = cfg->port,
+                                                         .ext_ifindex = ctx.ext.link.index,
+                                                         .tun_ifindex = link->index};
   }
   net->dataplane_ = std::make_unique<DataPlane>(
       std::move(*tun), std::move(*sockets),
@@ -173,13 +169,31 @@ Result<void> UdpNetwork::configure(const Lease& own) {
     return r.error().context("udp");
   }
   publish();
-  if (tc_) {
-    if (auto r = tc_->enable(own.subnet.ipv4->addr().v4(), own.subnet.ipv4->prefix()); !r) {
-      log()->warn("udp: {}; detaching it, all packets take the user-space path", r.error().message);
-      tc_.reset();
-    }
-  }
   return {};
+}
+
+void UdpNetwork::attachFastPath() {
+  if (packet_io_ == nullptr || tc_ || !own_) {
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto tc = packet_io_->attachUdpFastPath(fast_path_options_);
+  if (!tc) {
+    log()->warn("udp: {}; all packets take the user-space path", tc.error().message);
+    return;
+  }
+  const auto& own = *own_->subnet.ipv4;
+  if (auto r = (*tc)->enable(own.addr().v4(), own.prefix()); !r) {
+    log()->warn("udp: {}; detaching it, all packets take the user-space path", r.error().message);
+    return;
+  }
+  tc_ = std::move(*tc);
+  publish();  // the peers known so far
+  log()->info(
+      "udp: in-kernel fast path attached in {} ms (tc BPF on {} egress, ifindex {} ingress)",
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count(),
+      tun_name_, fast_path_options_.ext_ifindex);
 }
 
 Result<void> UdpNetwork::acceptPeer(const Lease& peer) const {
@@ -265,6 +279,7 @@ async::Awaitable<void> UdpNetwork::run() {
   // The ICMP error source is our TUN address; set now that the lease is known.
   dataplane_->setTunAddress(own_->subnet.ipv4->addr().v4());
   dataplane_->start();
+  attachFastPath();
   log()->info("udp data path running ({} queue(s), {} thread(s) each)", dataplane_->workers(),
               udp_.thread_per_direction ? 2 : 1);
   net::steady_timer forever(co_await net::this_coro::executor,

@@ -58,6 +58,10 @@ class UdpNetwork final : public Network {
   DataPlane& dataPlane() { return *dataplane_; }
   int tunIndex() const { return tun_index_; }
   bool tcPathActive() const { return tc_ != nullptr; }
+  // With TcBpf on and the lease known: attaches and enables the in-kernel fast path (run() calls
+  // it once the data path runs, after subnet.env is written). Logs and carries on without it when
+  // that fails.
+  void attachFastPath();
 
  private:
   UdpNetwork(NetworkConfig config, kernel::ExternalInterface ext, kernel::Kernel& kernel);
@@ -73,6 +77,8 @@ class UdpNetwork final : public Network {
   std::optional<Lease> own_{};
   std::map<IpNet, Ip4> peers_{};  // peer subnet -> PublicIP
   std::unique_ptr<DataPlane> dataplane_{};
+  kernel::PacketIo* packet_io_ = nullptr;  // set when TcBpf is on
+  kernel::UdpFastPathOptions fast_path_options_{};
   std::unique_ptr<kernel::UdpFastPath> tc_{};  // null: user space carries everything
 };
 

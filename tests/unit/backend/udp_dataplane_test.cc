@@ -754,17 +754,26 @@ TEST_F(UdpNetworkTest, FastPathIsAttachedEnabledAndFollowsThePeers) {
         std::make_unique<test::RecordingFastPath>(state));
   };
   auto& n = make(R"({"Type":"udp","Port":9000,"Queues":1})");
+  n.attachFastPath();
+  EXPECT_TRUE(io.fast_path_calls.empty()) << "not before the lease is known";
+  ASSERT_TRUE(n.configure(lease("10.5.1.0/24", "203.0.113.11")));
+  n.peersAdded({lease("10.5.4.0/24", "192.168.91.14")});
+  EXPECT_TRUE(io.fast_path_calls.empty()) << "not before run(): start-up goes first";
+  n.attachFastPath();
   ASSERT_EQ(io.fast_path_calls.size(), 1u);
   EXPECT_EQ(io.fast_path_calls[0].local_ip, ip4("192.168.91.11")) << "IfaceAddr";
   EXPECT_EQ(io.fast_path_calls[0].port, 9000);
   EXPECT_EQ(io.fast_path_calls[0].tun_ifindex, tun_index);
   EXPECT_EQ(io.fast_path_calls[0].ext_ifindex, eth0().link.index);
   EXPECT_TRUE(n.tcPathActive());
-  EXPECT_FALSE(state->enabled) << "nothing is taken before the lease is known";
-  ASSERT_TRUE(n.configure(lease("10.5.1.0/24", "203.0.113.11")));
   ASSERT_TRUE(state->enabled);
   EXPECT_EQ(state->enabled->first, ip4("10.5.1.0"));
   EXPECT_EQ(state->enabled->second, 24);
+  ASSERT_EQ(state->peer_sets.size(), 1u) << "the peers known when it was attached";
+  EXPECT_EQ(state->peer_sets[0],
+            (std::vector<kernel::UdpFastPathRoute>{
+                {.network = ip4("10.5.4.0"), .prefix_len = 24, .peer = ip4("192.168.91.14")}}));
+  n.peersRemoved({lease("10.5.4.0/24", "192.168.91.14")});
   n.peersAdded({lease("10.5.2.0/24", "192.168.91.12"), lease("10.5.3.0/24", "192.168.91.13")});
   ASSERT_FALSE(state->peer_sets.empty());
   EXPECT_EQ(state->peer_sets.back(),
@@ -794,6 +803,8 @@ TEST_F(UdpNetworkTest, FastPathIsAttachedEnabledAndFollowsThePeers) {
 TEST_F(UdpNetworkTest, WithoutAFastPathOrWithTcBpfOffUserSpaceCarriesEverything) {
   // The default PacketIo has none: create() still succeeds, on the user-space path.
   auto& plain = make();
+  ASSERT_TRUE(plain.configure(lease("10.5.1.0/24", "203.0.113.11")));
+  plain.attachFastPath();
   EXPECT_FALSE(plain.tcPathActive());
   ASSERT_EQ(io.fast_path_calls.size(), 1u);
   network.reset();
@@ -803,6 +814,8 @@ TEST_F(UdpNetworkTest, WithoutAFastPathOrWithTcBpfOffUserSpaceCarriesEverything)
         std::make_shared<test::RecordingFastPathState>()));
   };
   auto& off = make(R"({"Type":"udp","TcBpf":false})");
+  ASSERT_TRUE(off.configure(lease("10.5.1.0/24", "203.0.113.11")));
+  off.attachFastPath();
   EXPECT_FALSE(off.tcPathActive());
   EXPECT_EQ(io.fast_path_calls.size(), 1u);
   const auto stats = off.stats();
@@ -820,9 +833,8 @@ TEST_F(UdpNetworkTest, AFastPathThatCannotBeEnabledIsDetached) {
         std::make_unique<test::RecordingFastPath>(state));
   };
   auto& n = make(R"({"Type":"udp","Queues":1})");
-  EXPECT_TRUE(n.tcPathActive());
-  ASSERT_TRUE(n.configure(lease("10.5.1.0/24", "203.0.113.11")))
-      << "the lease is served on the user-space path";
+  ASSERT_TRUE(n.configure(lease("10.5.1.0/24", "203.0.113.11")));
+  n.attachFastPath();
   EXPECT_FALSE(n.tcPathActive());
   EXPECT_TRUE(state->destroyed);
   // And user space carries the packets.
