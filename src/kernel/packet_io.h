@@ -108,6 +108,13 @@ class UdpBatchSocket {
   virtual bool gro() const = 0;  // RecvSlot::segment may be set
   // The group spreads a peer's datagrams over its sockets by the inner packet's flow.
   virtual bool steered() const { return false; }
+  // Whether the kernel may merge this socket's datagrams (UDP_GRO), switched while the socket
+  // is in use: the in-kernel fast path needs them unmerged. Returns whether the switch took
+  // (false where the socket has no GRO). RecvSlot::segment is then simply never set.
+  virtual bool setKernelGro(bool on) {
+    (void)on;
+    return false;
+  }
 };
 
 struct TunOptions {

@@ -6,6 +6,7 @@
 #include <linux/errqueue.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -515,6 +516,93 @@ TEST_F(UdpE2e, WireFormatMatchesFlannelAndUnknownSendersAreDropped) {
 TEST_F(UdpE2e, WireFormatAndDropsOnTheUserSpacePath) {
   wireFormatAndDrops(R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "TcBpf": false}})",
                      false);
+}
+
+// On real NICs datagrams arrive one by one, and a NIC with GRO merges those from one sender for
+// a socket that asked for UDP_GRO into one bundle, which the decap program cannot take apart
+// (it would leave all of them to user space). A Go-format peer in the switch namespace sends
+// checksummed datagrams in bursts (UDP GSO, cut in software at the switch's port, whose TSO is
+// off so that veth hands them to GRO), and h1's interface merges (veth GRO): the fast path must
+// still take nearly all of them, which it can because flanneld turns UDP_GRO off on its sockets
+// once the programs are attached. (Our own fast path sends UDP checksum 0, which GRO does not
+// merge; Go flannel and our user-space path send checksums.)
+TEST_F(UdpE2e, KernelPathTakesDatagramsThatAMergingNicReceives) {
+  startUdp(1, kUdpConfig, {"-healthz-port=9099"});
+  auto& sw = cluster_->topology().switchNs();
+  ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
+                                        R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
+  for (const auto& cmd : std::vector<std::vector<std::string>>{
+           {"ethtool", "-K", "p-h1", "tso", "off", "tx-udp-segmentation", "off"}}) {
+    auto r = sw.exec(cmd);
+    ASSERT_TRUE(r) << r.error().message;
+    if (!r->success()) {
+      GTEST_SKIP() << "this kernel's veth cannot switch TSO or UDP segmentation: " << r->err;
+    }
+  }
+  auto gro = cluster_->host(1).exec({"ethtool", "-K", "eth0", "gro", "on"});
+  ASSERT_TRUE(gro) << gro.error().message;
+  if (!gro->success()) {
+    GTEST_SKIP() << "this kernel's veth has no GRO: " << gro->err;
+  }
+  auto sock = sw.openSocket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_TRUE(sock) << sock.error().message;
+  const int fd = *sock;
+  sockaddr_in self{};
+  self.sin_family = AF_INET;
+  self.sin_port = htons(8285);
+  ::inet_pton(AF_INET, "192.168.91.1", &self.sin_addr);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&self), sizeof self), 0) << std::strerror(errno);
+  // 40 inner UDP packets of 1,400 bytes each (10.5.200.5 -> pod 1, port 9) per send.
+  const auto inner = PacketBuilder::udp()
+                         .src("10.5.200.5")
+                         .dst(cluster_->podIp(1))
+                         .dport(9)
+                         .payload(1400 - 28)
+                         .build();
+  ASSERT_EQ(inner.size(), 1400u);
+  std::vector<std::byte> burst;
+  for (int i = 0; i < 40; ++i) {
+    burst.insert(burst.end(), inner.begin(), inner.end());
+  }
+  const int seg = 1400;
+  ASSERT_EQ(::setsockopt(fd, SOL_UDP, 103 /* UDP_SEGMENT */, &seg, sizeof seg), 0)
+      << std::strerror(errno);
+  sockaddr_in h1{};
+  h1.sin_family = AF_INET;
+  h1.sin_port = htons(8285);
+  ::inet_pton(AF_INET, "192.168.91.11", &h1.sin_addr);
+  auto send = [&](int bursts) {
+    for (int i = 0; i < bursts; ++i) {
+      ASSERT_EQ(
+          ::sendto(fd, burst.data(), burst.size(), 0, reinterpret_cast<sockaddr*>(&h1), sizeof h1),
+          static_cast<ssize_t>(burst.size()))
+          << std::strerror(errno);
+      std::this_thread::sleep_for(2ms);
+    }
+  };
+  // The lease and the fast path must be in place at h1 first (bounded wait).
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        const std::string log = cluster_->flanneldLog(1);
+        return log.find("peer 10.5.200.0-24 (192.168.91.1) joined") != std::string::npos &&
+               log.find("fast path attached") != std::string::npos;
+      },
+      10s, 100ms))
+      << cluster_->flanneldLog(1);
+  EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("UDP GRO off on"));
+  const std::string before = httpGet(cluster_->host(1), 9099, "/metrics");
+  send(25);  // 1,000 datagrams
+  std::this_thread::sleep_for(300ms);
+  const std::string after = httpGet(cluster_->host(1), 9099, "/metrics");
+  ::close(fd);
+  const double kernel = metric(after, "flannel_udp_tc_rx_packets_total") -
+                        metric(before, "flannel_udp_tc_rx_packets_total");
+  const double all = metric(after, "flannel_udp_rx_packets_total") -
+                     metric(before, "flannel_udp_rx_packets_total");
+  EXPECT_GE(all, 900) << "datagrams lost on the way\n" << after;
+  EXPECT_GE(kernel, 0.95 * all) << "user space received " << all - kernel << " of " << all
+                                << " datagrams\n"
+                                << after;
 }
 
 // The tc BPF programs are attached with links that belong to flanneld: when it is killed they

@@ -189,11 +189,16 @@ void UdpNetwork::attachFastPath() {
   }
   tc_ = std::move(*tc);
   publish();  // the peers known so far
+  // A NIC that merges our datagrams (GRO, which the sockets' UDP_GRO asks for) would hand the
+  // decap program bundles it cannot take apart, all of which would go to user space: the
+  // programs need them one by one. (Across veth, super packets arrive whole anyway.)
+  const size_t unmerged = dataplane_->setKernelGro(false);
   log()->info(
-      "udp: in-kernel fast path attached in {} ms (tc BPF on {} egress, ifindex {} ingress)",
+      "udp: in-kernel fast path attached in {} ms (tc BPF on {} egress, ifindex {} ingress); "
+      "UDP GRO off on {} socket(s)",
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count(),
-      tun_name_, fast_path_options_.ext_ifindex);
+      tun_name_, fast_path_options_.ext_ifindex, unmerged);
 }
 
 Result<void> UdpNetwork::acceptPeer(const Lease& peer) const {

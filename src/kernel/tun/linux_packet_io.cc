@@ -110,6 +110,10 @@ class LinuxUdpSocket final : public UdpBatchSocket {
   bool gso() const override { return gso_; }
   bool gro() const override { return gro_; }
   bool steered() const override { return steered_; }
+  bool setKernelGro(bool on) override {
+    const int v = on ? 1 : 0;
+    return gro_ && ::setsockopt(fd_.get(), SOL_UDP, UDP_GRO, &v, sizeof v) == 0;
+  }
   void setSteered(bool s) { steered_ = s; }
 
   int recv(std::span<RecvSlot> slots) override {

@@ -410,6 +410,14 @@ DataPlane::~DataPlane() {
   }
 }
 
+size_t DataPlane::setKernelGro(bool on) {
+  size_t n = 0;
+  for (auto& s : sockets_) {
+    n += s->setKernelGro(on) ? 1 : 0;
+  }
+  return n;
+}
+
 void DataPlane::publish(std::shared_ptr<const RouteTable> table) {
   std::shared_ptr<const RouteTable> old = std::move(owned_);
   owned_ = std::move(table);

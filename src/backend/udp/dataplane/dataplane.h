@@ -72,6 +72,9 @@ class DataPlane {
 
   // Control thread: a new routing snapshot for every worker.
   void publish(std::shared_ptr<const RouteTable> table);
+  // Control thread: the kernel's UDP GRO on every socket (UdpBatchSocket::setKernelGro());
+  // returns how many sockets switched.
+  size_t setKernelGro(bool on);
   // Control thread: the table last published.
   std::shared_ptr<const RouteTable> table() const { return owned_; }
   // Control thread: replaced tables still waiting for the workers to move on.
