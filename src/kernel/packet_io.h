@@ -137,6 +137,10 @@ struct UdpFastPathOptions {
   uint16_t port = 8285;
   int ext_ifindex = 0;  // the external interface
   int tun_ifindex = 0;  // the TUN device
+  // The external interface is virtual (veth, bridge, ...: Link::kind set) and may not complete
+  // the TCP/UDP checksums senders leave to the device; such packets then go through user space
+  // (all TCP/UDP but TCP super packets; see bpf/udp_tc.bpf.c).
+  bool virtual_ext = false;
 };
 
 struct UdpFastPathRoute {

@@ -138,7 +138,8 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
     net->fast_path_options_ = kernel::UdpFastPathOptions{.local_ip = *ctx.ext.iface_addr,
                                                          .port = cfg->port,
                                                          .ext_ifindex = ctx.ext.link.index,
-                                                         .tun_ifindex = link->index};
+                                                         .tun_ifindex = link->index,
+                                                         .virtual_ext = !ctx.ext.link.kind.empty()};
   }
   net->dataplane_ = std::make_unique<DataPlane>(
       std::move(*tun), std::move(*sockets),
@@ -195,10 +196,14 @@ void UdpNetwork::attachFastPath() {
   const size_t unmerged = dataplane_->setKernelGro(false);
   log()->info(
       "udp: in-kernel fast path attached in {} ms (tc BPF on {} egress, ifindex {} ingress); "
-      "UDP GRO off on {} socket(s)",
+      "UDP GRO off on {} socket(s){}",
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count(),
-      tun_name_, fast_path_options_.ext_ifindex, unmerged);
+      tun_name_, fast_path_options_.ext_ifindex, unmerged,
+      fast_path_options_.virtual_ext
+          ? "; the external interface is virtual: TCP/UDP packets other than TCP super packets "
+            "go through user space, which completes their checksums"
+          : "");
 }
 
 Result<void> UdpNetwork::acceptPeer(const Lease& peer) const {

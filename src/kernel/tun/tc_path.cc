@@ -43,8 +43,10 @@ struct BpfConfig {
   uint32_t tun_ifindex;
   uint16_t port;
   uint16_t enabled;
+  uint32_t flags;
 };
-static_assert(sizeof(BpfConfig) == 24);
+static_assert(sizeof(BpfConfig) == 28);
+constexpr uint32_t kL4InUserSpace = 1;  // FLANNEL_UDP_L4_IN_USER_SPACE
 
 struct BpfLpmKey {
   uint32_t prefixlen;
@@ -267,6 +269,7 @@ Result<void> TcPath::enable(Ip4 own_network, uint8_t own_prefix) {
   cfg.tun_ifindex = static_cast<uint32_t>(options_.tun_ifindex);
   cfg.port = htons(options_.port);
   cfg.enabled = 1;
+  cfg.flags = options_.virtual_ext ? kL4InUserSpace : 0;
   const uint32_t zero = 0;
   if (impl_->api.update(impl_->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
     return makeError(Errc::Kernel,

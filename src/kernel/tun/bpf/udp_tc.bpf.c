@@ -39,7 +39,24 @@ struct flannel_udp_config {
   __u32 tun_ifindex;  // where decapsulated packets enter
   __u16 port;         // UDP port, both ends
   __u16 enabled;      // 0 until user space has filled the rest
+  __u32 flags;        // FLANNEL_UDP_*
 };
+
+// The external interface does not complete checksums on the way out (veth and other virtual
+// devices): a packet whose TCP/UDP checksum the sender left to the device (CHECKSUM_PARTIAL)
+// would reach a peer that decapsulates in user space (Go flannel) with that checksum unfinished,
+// and its kernel would drop it. A program cannot see or finish that state, so such packets
+// (every TCP/UDP packet but TCP super packets, which are cut and checksummed in software where
+// they end up in a socket) are left to user space, which completes checksums; unless the peer
+// decapsulates in its kernel too (flannel_udp_kernel_peers), where the state travels with the
+// packet and the checksum is never needed.
+#define FLANNEL_UDP_L4_IN_USER_SPACE 1
+
+// A peer that sent us a datagram with UDP checksum 0 within this time runs these programs: only
+// they send 0 (a kernel UDP socket, which Go flannel and user space use, always fills it in),
+// and they are attached together, so its decap program takes what we send.
+#define FLANNEL_UDP_KERNEL_PEER_NS (10ull * 1000000000ull)
+#define FLANNEL_UDP_KERNEL_PEER_REFRESH_NS 1000000000ull
 
 struct flannel_udp_lpm_key {
   __u32 prefixlen;
@@ -76,6 +93,15 @@ struct {
   __type(key, __u32);
   __type(value, __u32);
 } flannel_udp_peers SEC(".maps");
+
+// PublicIP -> bpf_ktime_get_ns() of its last datagram with UDP checksum 0 (refreshed at most once
+// a second).
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u32);
+  __type(value, __u64);
+} flannel_udp_kernel_peers SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -159,12 +185,20 @@ int flannel_udp_encap(struct __sk_buff* skb) {
   if (ip->version != 4 || ip->ihl < 5 || ip->ttl <= 1) {
     return TC_ACT_OK;  // user space drops and counts these
   }
+  const int small_l4 =
+      skb->gso_size == 0 && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP);
   struct flannel_udp_lpm_key key = {.prefixlen = 32, .addr = ip->daddr};
   __u32* peer_ptr = bpf_map_lookup_elem(&flannel_udp_routes, &key);
   if (!peer_ptr) {
     return TC_ACT_OK;  // no lease: user space answers with ICMP net unreachable
   }
   const __u32 peer = *peer_ptr;
+  if ((c->flags & FLANNEL_UDP_L4_IN_USER_SPACE) && small_l4) {
+    __u64* seen = bpf_map_lookup_elem(&flannel_udp_kernel_peers, &peer);
+    if (!seen || bpf_ktime_get_ns() - *seen > FLANNEL_UDP_KERNEL_PEER_NS) {
+      return TC_ACT_OK;
+    }
+  }
   const __u32 local = c->local_ip;
   const __u16 port = c->port;
   // The device the routing table sends the datagram out of, as for user space's socket (the
@@ -287,6 +321,7 @@ int flannel_udp_decap(struct __sk_buff* skb) {
   }
   const __u32 outer_len = bpf_ntohs(outer->tot_len);
   const __u32 tun = c->tun_ifindex;
+  const int kernel_sender = udp->check == 0;
   const __u32 inner_off = sizeof(struct ethhdr) + OUTER_LEN;
   if (decrement_ttl(skb, inner_off, inner->ttl, inner->protocol) < 0) {
     return TC_ACT_SHOT;
@@ -299,6 +334,13 @@ int flannel_udp_decap(struct __sk_buff* skb) {
   if (s) {
     s->rx_packets += segments(skb);
     s->rx_bytes += outer_len;
+  }
+  if (kernel_sender) {
+    const __u64 now = bpf_ktime_get_ns();
+    __u64* seen = bpf_map_lookup_elem(&flannel_udp_kernel_peers, &from);
+    if (!seen || now - *seen > FLANNEL_UDP_KERNEL_PEER_REFRESH_NS) {
+      bpf_map_update_elem(&flannel_udp_kernel_peers, &from, &now, BPF_ANY);
+    }
   }
   return bpf_redirect(tun, BPF_F_INGRESS);
 }
