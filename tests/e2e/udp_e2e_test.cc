@@ -157,6 +157,30 @@ class UdpE2e : public ClusterFixture {
     ::close(fd);
     return out;
   }
+  // One host (h1, /metrics on 9099) and a hand-made "Go flannel node" in the switch namespace:
+  // the lease 10.5.200.0/24 at 192.168.91.1.
+  void startWithGoPeer(const std::string& config) {
+    startUdp(1, config, {"-healthz-port=9099"});
+    if (HasFatalFailure()) {
+      return;
+    }
+    ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
+                                          R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
+  }
+  // A UDP socket in the switch namespace bound to `addr`:8285 (owned by the caller).
+  int goPeerSocket(const char* addr) {
+    auto s = cluster_->topology().switchNs().openSocket(AF_INET, SOCK_DGRAM, 0);
+    EXPECT_TRUE(s) << s.error().message;
+    if (!s) {
+      return -1;
+    }
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(8285);
+    ::inet_pton(AF_INET, addr, &sa.sin_addr);
+    EXPECT_EQ(::bind(*s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << std::strerror(errno);
+    return *s;
+  }
   void wireFormatAndDrops(const std::string& config, bool kernel_path);
   void checksumsToAUserSpacePeer(const std::string& config, bool kernel_path);
 
@@ -354,26 +378,15 @@ TEST_F(UdpE2e, PodsKeepTalkingWhileEtcdIsDown) {
 // arrives as the bare IPv4 packet in a UDP datagram to h1:8285; the echo reply comes back the
 // same way, TTL decremented by h1's kernel and its data path.
 void UdpE2e::wireFormatAndDrops(const std::string& config, bool kernel_path) {
-  startUdp(1, config, {"-healthz-port=9099"});
+  startWithGoPeer(config);
   if (HasFatalFailure()) {
     return;
   }
-  auto& sw = cluster_->topology().switchNs();
-  ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
-                                        R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
-  ASSERT_TRUE(sw.ip({"addr", "add", "192.168.91.99/24", "dev", "br0"}));
-  auto open = [&](const char* addr) {
-    auto s = sw.openSocket(AF_INET, SOCK_DGRAM, 0);
-    EXPECT_TRUE(s) << s.error().message;
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(8285);
-    ::inet_pton(AF_INET, addr, &sa.sin_addr);
-    EXPECT_EQ(::bind(*s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << std::strerror(errno);
-    return *s;
-  };
-  const int peer = open("192.168.91.1");
-  const int rogue = open("192.168.91.99");
+  ASSERT_TRUE(
+      cluster_->topology().switchNs().ip({"addr", "add", "192.168.91.99/24", "dev", "br0"}));
+  const int peer = goPeerSocket("192.168.91.1");
+  const int rogue = goPeerSocket("192.168.91.99");
+  ASSERT_TRUE(peer >= 0 && rogue >= 0);
 
   // An echo request from a pod of the Go node (10.5.200.5) to pod 1; `seq` goes in the IP id.
   auto echoRequest = [&](uint16_t seq) {
@@ -534,21 +547,12 @@ TEST_F(UdpE2e, WireFormatAndDropsOnTheUserSpacePath) {
 // path: a pod's TCP SYN and UDP datagram to a Go-format peer's pod arrive with valid L4
 // checksums.
 void UdpE2e::checksumsToAUserSpacePeer(const std::string& config, bool kernel_path) {
-  startUdp(1, config, {"-healthz-port=9099"});
+  startWithGoPeer(config);
   if (HasFatalFailure()) {
     return;
   }
-  auto& sw = cluster_->topology().switchNs();
-  ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
-                                        R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
-  auto peer = sw.openSocket(AF_INET, SOCK_DGRAM, 0);
-  ASSERT_TRUE(peer) << peer.error().message;
-  sockaddr_in self{};
-  self.sin_family = AF_INET;
-  self.sin_port = htons(8285);
-  ::inet_pton(AF_INET, "192.168.91.1", &self.sin_addr);
-  ASSERT_EQ(::bind(*peer, reinterpret_cast<sockaddr*>(&self), sizeof self), 0)
-      << std::strerror(errno);
+  const int peer = goPeerSocket("192.168.91.1");
+  ASSERT_GE(peer, 0);
   ASSERT_TRUE(pollUntil(
       [&] {
         return cluster_->flanneldLog(1).find("peer 10.5.200.0-24 (192.168.91.1) joined") !=
@@ -573,12 +577,12 @@ void UdpE2e::checksumsToAUserSpacePeer(const std::string& config, bool kernel_pa
   bool udp_seen = false;
   bool tcp_seen = false;
   for (int i = 0; i < 20 && !(udp_seen && tcp_seen); ++i) {  // bounded: 20 datagrams or 2 s each
-    pollfd pfd{*peer, POLLIN, 0};
+    pollfd pfd{peer, POLLIN, 0};
     if (::poll(&pfd, 1, 2000) <= 0) {
       break;
     }
     std::vector<std::byte> buf(2048);
-    const ssize_t n = ::recv(*peer, buf.data(), buf.size(), 0);
+    const ssize_t n = ::recv(peer, buf.data(), buf.size(), 0);
     ASSERT_GT(n, 20);
     buf.resize(static_cast<size_t>(n));
     const auto proto = std::to_integer<int>(buf[9]);
@@ -595,7 +599,7 @@ void UdpE2e::checksumsToAUserSpacePeer(const std::string& config, bool kernel_pa
     // only the programs send), small packets to it stay in the kernel: its decap program keeps
     // the checksum state. The peer here sends an echo request that way...
     const int one = 1;
-    ASSERT_EQ(::setsockopt(*peer, SOL_SOCKET, SO_NO_CHECK, &one, sizeof one), 0);
+    ASSERT_EQ(::setsockopt(peer, SOL_SOCKET, SO_NO_CHECK, &one, sizeof one), 0);
     const std::string_view ping = "fastpath";
     auto request = PacketBuilder::icmp()
                        .src("10.5.200.5")
@@ -606,17 +610,17 @@ void UdpE2e::checksumsToAUserSpacePeer(const std::string& config, bool kernel_pa
     h1.sin_family = AF_INET;
     h1.sin_port = htons(8285);
     ::inet_pton(AF_INET, "192.168.91.11", &h1.sin_addr);
-    ASSERT_EQ(::sendto(*peer, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&h1),
+    ASSERT_EQ(::sendto(peer, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&h1),
                        sizeof h1),
               static_cast<ssize_t>(request.size()));
     auto drain = [&](uint8_t want_proto) {  // the next datagram carrying `want_proto`
       for (int i = 0; i < 20; ++i) {
-        pollfd pfd{*peer, POLLIN, 0};
+        pollfd pfd{peer, POLLIN, 0};
         if (::poll(&pfd, 1, 2000) <= 0) {
           return false;
         }
         std::array<std::byte, 2048> buf{};
-        const ssize_t n = ::recv(*peer, buf.data(), buf.size(), 0);
+        const ssize_t n = ::recv(peer, buf.data(), buf.size(), 0);
         if (n > 20 && std::to_integer<uint8_t>(buf[9]) == want_proto) {
           return true;
         }
@@ -638,7 +642,7 @@ void UdpE2e::checksumsToAUserSpacePeer(const std::string& config, bool kernel_pa
   }
   ::close(*udp);
   ::close(*tcp);
-  ::close(*peer);
+  ::close(peer);
 }
 
 TEST_F(UdpE2e, CompleteChecksumsToAUserSpacePeerOnTheKernelPath) {
@@ -661,31 +665,23 @@ TEST_F(UdpE2e, CompleteChecksumsToAUserSpacePeerOnTheUserSpacePath) {
 // once the programs are attached. (Our own fast path sends UDP checksum 0, which GRO does not
 // merge; Go flannel and our user-space path send checksums.)
 TEST_F(UdpE2e, KernelPathTakesDatagramsThatAMergingNicReceives) {
-  startUdp(1, kUdpConfig, {"-healthz-port=9099"});
-  auto& sw = cluster_->topology().switchNs();
-  ASSERT_TRUE(cluster_->etcd().etcdctl({"put", "/coreos.com/network/subnets/10.5.200.0-24",
-                                        R"({"PublicIP":"192.168.91.1","PublicIPv6":null})"}));
-  for (const auto& cmd : std::vector<std::vector<std::string>>{
-           {"ethtool", "-K", "p-h1", "tso", "off", "tx-udp-segmentation", "off"}}) {
-    auto r = sw.exec(cmd);
-    ASSERT_TRUE(r) << r.error().message;
-    if (!r->success()) {
-      GTEST_SKIP() << "this kernel's veth cannot switch TSO or UDP segmentation: " << r->err;
-    }
+  startWithGoPeer(kUdpConfig);
+  if (HasFatalFailure()) {
+    return;
+  }
+  auto r = cluster_->topology().switchNs().exec(
+      {"ethtool", "-K", "p-h1", "tso", "off", "tx-udp-segmentation", "off"});
+  ASSERT_TRUE(r) << r.error().message;
+  if (!r->success()) {
+    GTEST_SKIP() << "this kernel's veth cannot switch TSO or UDP segmentation: " << r->err;
   }
   auto gro = cluster_->host(1).exec({"ethtool", "-K", "eth0", "gro", "on"});
   ASSERT_TRUE(gro) << gro.error().message;
   if (!gro->success()) {
     GTEST_SKIP() << "this kernel's veth has no GRO: " << gro->err;
   }
-  auto sock = sw.openSocket(AF_INET, SOCK_DGRAM, 0);
-  ASSERT_TRUE(sock) << sock.error().message;
-  const int fd = *sock;
-  sockaddr_in self{};
-  self.sin_family = AF_INET;
-  self.sin_port = htons(8285);
-  ::inet_pton(AF_INET, "192.168.91.1", &self.sin_addr);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&self), sizeof self), 0) << std::strerror(errno);
+  const int fd = goPeerSocket("192.168.91.1");
+  ASSERT_GE(fd, 0);
   // 40 inner UDP packets of 1,400 bytes each (10.5.200.5 -> pod 1, port 9) per send.
   const auto inner = PacketBuilder::udp()
                          .src("10.5.200.5")
