@@ -167,6 +167,10 @@ class UdpFastPath {
   // entries in question stay with user space and the next call retries them.
   virtual Result<void> setPeers(const std::vector<UdpFastPathRoute>& routes) = 0;
   virtual UdpFastPathStats stats() const = 0;
+  // Sends `datagram` to peer:Port with UDP checksum 0, which only the fast path sends: how a
+  // host tells peers on a virtual link (UdpFastPathOptions::virtual_ext) that its kernel
+  // decapsulates, so that they send it TCP/UDP through their kernel too (bpf/udp_tc.bpf.c).
+  virtual Result<void> announce(Ip4 peer, std::span<const std::byte> datagram) = 0;
 };
 
 class PacketIo {

@@ -216,6 +216,7 @@ struct RecordingFastPathState {
   std::vector<std::vector<kernel::UdpFastPathRoute>> peer_sets{};
   kernel::UdpFastPathStats stats{};
   std::optional<Error> fail_enable{};
+  std::vector<std::pair<Ip4, std::vector<std::byte>>> announced{};
   bool destroyed = false;
 };
 
@@ -236,6 +237,10 @@ class RecordingFastPath final : public kernel::UdpFastPath {
     return {};
   }
   kernel::UdpFastPathStats stats() const override { return state_->stats; }
+  Result<void> announce(Ip4 peer, std::span<const std::byte> datagram) override {
+    state_->announced.emplace_back(peer, std::vector<std::byte>(datagram.begin(), datagram.end()));
+    return {};
+  }
 
  private:
   std::shared_ptr<RecordingFastPathState> state_;

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <string_view>
 #include <thread>
 #include <tuple>
 
@@ -131,7 +133,14 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
       name, net->mtu_, tun->queues.size(), steered ? " steered by inner flow" : "",
       ctx.ext.iface_addr->toString(), cfg->port, tun->vnet_hdr ? "on" : "off",
       tun->uso ? "on" : "off", gso ? "on" : "off", gro ? "on" : "off");
-  if (cfg->tc_bpf) {
+  // FLANNEL_UDP_TC_BPF=0 (or false) in flanneld's environment: this node stays on the user-space
+  // path whatever the cluster's config says (a per-node escape hatch).
+  if (const char* env = std::getenv("FLANNEL_UDP_TC_BPF");
+      cfg->tc_bpf && env != nullptr &&
+      (std::string_view(env) == "0" || std::string_view(env) == "false")) {
+    log()->info("udp: in-kernel fast path off on this node (FLANNEL_UDP_TC_BPF={})", env);
+    net->udp_.tc_bpf = false;
+  } else if (cfg->tc_bpf) {
     // Attached by run(), after subnet.env is written: loading and verifying the programs takes
     // longer than all the rest of start-up.
     net->packet_io_ = ctx.packet_io;
@@ -171,6 +180,22 @@ Result<void> UdpNetwork::configure(const Lease& own) {
   }
   publish();
   return {};
+}
+
+void UdpNetwork::announce() {
+  if (!tc_ || !fast_path_options_.virtual_ext || !own_) {
+    return;
+  }
+  const Ip4 self = own_->subnet.ipv4->addr().v4();
+  std::map<Ip4, Ip4> to;  // PublicIP -> one of its subnets' network address
+  for (const auto& [net, ip] : peers_) {
+    to.emplace(ip, net.addr().v4());
+  }
+  for (const auto& [ip, subnet] : to) {
+    if (auto r = tc_->announce(ip, buildAnnouncement(self, subnet)); !r) {
+      log()->debug("udp: {} ({})", r.error().message, ip.toString());
+    }
+  }
 }
 
 void UdpNetwork::attachFastPath() {
@@ -277,6 +302,7 @@ void UdpNetwork::publish() {
       log()->warn("udp: {}", r.error().message);
     }
   }
+  announce();  // new peers learn at once that we decapsulate in the kernel
   const auto& own = *own_->subnet.ipv4;
   dataplane_->publish(
       std::make_shared<const RouteTable>(own.addr().v4(), own.prefix(), std::move(entries)));
@@ -292,10 +318,23 @@ async::Awaitable<void> UdpNetwork::run() {
   attachFastPath();
   log()->info("udp data path running ({} queue(s), {} thread(s) each)", dataplane_->workers(),
               udp_.thread_per_direction ? 2 : 1);
-  net::steady_timer forever(co_await net::this_coro::executor,
-                            net::steady_timer::time_point::max());
-  auto [ec] = co_await forever.async_wait(async::use_nothrow);
-  (void)ec;
+  // Until cancelled; on a virtual link the fast path announces itself every second
+  // (announce()): a peer that stops hearing it for 5 s sends TCP/UDP through user space again.
+  // Elsewhere nothing wakes up.
+  net::steady_timer timer(co_await net::this_coro::executor);
+  const bool announcing = tc_ && fast_path_options_.virtual_ext;
+  for (;;) {
+    if (announcing) {
+      timer.expires_after(std::chrono::seconds(1));
+    } else {
+      timer.expires_at(net::steady_timer::time_point::max());
+    }
+    auto [ec] = co_await timer.async_wait(async::use_nothrow);
+    if (ec) {
+      break;
+    }
+    announce();
+  }
   dataplane_->stop();
   const auto c = dataplane_->counters();
   const auto k = tc_ ? tc_->stats() : kernel::UdpFastPathStats{};

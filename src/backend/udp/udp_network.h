@@ -62,6 +62,9 @@ class UdpNetwork final : public Network {
   // it once the data path runs, after subnet.env is written). Logs and carries on without it when
   // that fails.
   void attachFastPath();
+  // On a virtual link: tells every peer that our kernel decapsulates (UdpFastPath::announce());
+  // run() calls it every second, publish() on every peer change.
+  void announce();
 
  private:
   UdpNetwork(NetworkConfig config, kernel::ExternalInterface ext, kernel::Kernel& kernel);

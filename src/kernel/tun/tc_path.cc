@@ -4,6 +4,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -128,7 +130,46 @@ struct TcPath::Impl {
 };
 
 TcPath::TcPath(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-TcPath::~TcPath() = default;
+TcPath::~TcPath() {
+  if (announce_fd_ >= 0) {
+    ::close(announce_fd_);
+  }
+}
+
+Result<void> TcPath::announce(Ip4 peer, std::span<const std::byte> datagram) {
+  auto fail = [](const char* step) {
+    const int err = errno;
+    return makeError(Errc::Kernel,
+                     fmt::format("tc BPF fast path: announcing: {}: {}", step, std::strerror(err)),
+                     err);
+  };
+  if (announce_fd_ < 0) {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      return fail("socket");
+    }
+    const int one = 1;
+    sockaddr_in self{};
+    self.sin_family = AF_INET;
+    self.sin_addr.s_addr = htonl(options_.local_ip.toU32());
+    if (::setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof one) != 0 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&self), sizeof self) != 0) {
+      auto e = fail("SO_NO_CHECK / bind");
+      ::close(fd);
+      return e;
+    }
+    announce_fd_ = fd;
+  }
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(options_.port);
+  to.sin_addr.s_addr = htonl(peer.toU32());
+  if (::sendto(announce_fd_, datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&to),
+               sizeof to) < 0) {
+    return fail("sendto");
+  }
+  return {};
+}
 
 Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) {
   auto unavailable = [](std::string what) {

@@ -43,6 +43,7 @@ class TcPath final : public UdpFastPath {
   Result<void> enable(Ip4 own_network, uint8_t own_prefix) override;
   Result<void> setPeers(const std::vector<UdpFastPathRoute>& routes) override;
   UdpFastPathStats stats() const override;
+  Result<void> announce(Ip4 peer, std::span<const std::byte> datagram) override;
 
   // What the decap program does with one Ethernet frame (BPF_PROG_TEST_RUN, in the caller's
   // network namespace; nothing is sent): the tc action (TC_ACT_OK = left to user space,
@@ -65,6 +66,7 @@ class TcPath final : public UdpFastPath {
   UdpFastPathOptions options_{};
   std::map<std::pair<uint32_t, uint8_t>, uint32_t> routes_{};  // (network, prefix) -> peer
   std::map<uint32_t, uint32_t> peers_{};                       // PublicIP -> leases
+  int announce_fd_ = -1;  // UDP, SO_NO_CHECK, bound to local_ip; opened on first use
 };
 
 }  // namespace flannel::kernel

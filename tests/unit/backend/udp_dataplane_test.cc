@@ -825,6 +825,48 @@ TEST_F(UdpNetworkTest, WithoutAFastPathOrWithTcBpfOffUserSpaceCarriesEverything)
   EXPECT_EQ(active->value, 0.0);
 }
 
+// On a virtual external interface (Link::kind set) the fast path is told so, and the backend
+// announces it to every peer (one datagram per PublicIP) whenever the peers change; on a
+// physical one it announces nothing.
+TEST_F(UdpNetworkTest, OnAVirtualLinkTheFastPathIsAnnouncedToEveryPeer) {
+  for (const char* kind : {"veth", ""}) {
+    SCOPED_TRACE(std::string("kind: ") + kind);
+    auto state = std::make_shared<test::RecordingFastPathState>();
+    io.fast_path = [&](const kernel::UdpFastPathOptions&) {
+      return Result<std::unique_ptr<kernel::UdpFastPath>>(
+          std::make_unique<test::RecordingFastPath>(state));
+    };
+    io.fast_path_calls.clear();
+    auto ext = eth0();
+    ext.link.kind = kind;
+    auto created = UdpNetwork::create(Context{.config = udpConfig(R"({"Type":"udp","Queues":1})"),
+                                              .ext = ext,
+                                              .kernel = &kernel,
+                                              .packet_io = &io});
+    ASSERT_TRUE(created) << created.error().message;
+    network = std::move(*created);
+    auto& n = static_cast<UdpNetwork&>(*network);
+    ASSERT_TRUE(n.configure(lease("10.5.1.0/24", "203.0.113.11")));
+    n.attachFastPath();
+    ASSERT_EQ(io.fast_path_calls.size(), 1u);
+    EXPECT_EQ(io.fast_path_calls[0].virtual_ext, std::string(kind) == "veth");
+    n.peersAdded({lease("10.5.2.0/24", "192.168.91.12"), lease("10.5.3.0/24", "192.168.91.13"),
+                  lease("10.5.4.0/24", "192.168.91.13")});
+    if (std::string(kind).empty()) {
+      EXPECT_TRUE(state->announced.empty());
+      continue;
+    }
+    ASSERT_EQ(state->announced.size(), 2u) << "one per PublicIP";
+    EXPECT_EQ(state->announced[0].first, ip4("192.168.91.12"));
+    EXPECT_EQ(state->announced[1].first, ip4("192.168.91.13"));
+    const auto want = buildAnnouncement(ip4("10.5.1.0"), ip4("10.5.2.0"));
+    EXPECT_EQ(state->announced[0].second, std::vector<std::byte>(want.begin(), want.end()));
+    n.announce();
+    EXPECT_EQ(state->announced.size(), 4u);
+    network.reset();
+  }
+}
+
 TEST_F(UdpNetworkTest, AFastPathThatCannotBeEnabledIsDetached) {
   auto state = std::make_shared<test::RecordingFastPathState>();
   state->fail_enable = makeError(Errc::Kernel, "config map: permission denied");

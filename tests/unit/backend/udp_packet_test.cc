@@ -206,6 +206,31 @@ TEST(UdpDecrementTtl, RefusesTtlOneAndZeroAndLeavesThePacketAlone) {
   }
 }
 
+// --- buildAnnouncement -----------------------------------------------------------------------
+
+// The fast path's announcement is a valid packet in flannel's format that decap() forwards (a
+// Go flannel peer writes it to its TUN the same way) and the peer's kernel ignores: an ICMP echo
+// reply between the two TUN addresses, id 0x666c, "flannel!".
+TEST(UdpAnnouncement, IsAnEchoReplyBetweenTheTunAddressesThatDecapForwards) {
+  const auto a = buildAnnouncement(ip4("10.5.1.0"), ip4("10.5.2.0"));
+  std::span<const std::byte> p(a);
+  EXPECT_TRUE(test::ipv4HeaderValid(p));
+  EXPECT_TRUE(test::l4ChecksumValid(p));
+  EXPECT_EQ(test::ipTotalLen(p), kAnnouncementLen);
+  EXPECT_EQ(std::to_integer<int>(p[8]), 64) << "TTL";
+  EXPECT_EQ(std::to_integer<int>(p[9]), 1) << "ICMP";
+  EXPECT_EQ(std::to_integer<int>(p[20]), 0) << "echo reply";
+  EXPECT_EQ(std::to_integer<int>(p[21]), 0);
+  EXPECT_EQ(test::get16(p, 24), 0x666c);
+  EXPECT_EQ(std::memcmp(p.data() + 28, "flannel!", 8), 0);
+  // The receiving side (10.5.2.0/24) forwards it from the sender's PublicIP.
+  RouteTable table(ip4("10.5.2.0"), 24, {{ip4("10.5.1.0"), 24, ip4("192.168.91.11")}});
+  Bytes copy(a.begin(), a.end());
+  const auto r = decap(copy, ip4("192.168.91.11"), table);
+  EXPECT_EQ(r.drop, Drop::None);
+  EXPECT_EQ(r.length, kAnnouncementLen);
+}
+
 // --- buildNetUnreachable ---------------------------------------------------------------------
 
 TEST(UdpNetUnreachable, IsType3Code0FromTheTunAddressQuotingHeaderAndEightBytes) {

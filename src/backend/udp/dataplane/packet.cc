@@ -218,6 +218,23 @@ size_t buildNetUnreachable(std::span<const std::byte> pkt, Ip4 src,
   return total;
 }
 
+std::array<std::byte, kAnnouncementLen> buildAnnouncement(Ip4 src, Ip4 dst) noexcept {
+  std::array<std::byte, kAnnouncementLen> a{};
+  std::byte* o = a.data();
+  o[0] = std::byte{0x45};
+  store16(o + 2, static_cast<uint16_t>(kAnnouncementLen));
+  o[8] = std::byte{64};
+  o[9] = std::byte{kProtoIcmp};
+  store32(o + 12, src.toU32());
+  store32(o + 16, dst.toU32());
+  store16(o + 10, ipv4HeaderChecksum(o, 20));
+  o[20] = std::byte{0};  // echo reply
+  store16(o + 24, 0x666c);
+  std::memcpy(o + 28, "flannel!", 8);
+  store16(o + 22, checksumFold(checksumAdd({o + 20, 16})));
+  return a;
+}
+
 RouteTable::RouteTable(Ip4 own_network, uint8_t own_prefix, std::vector<Entry> entries)
     : entries_(std::move(entries)) {
   has_own_ = true;

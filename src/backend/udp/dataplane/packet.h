@@ -78,6 +78,12 @@ bool decrementTtl(std::span<std::byte> pkt) noexcept;
 size_t buildNetUnreachable(std::span<const std::byte> pkt, Ip4 src,
                            std::span<std::byte> out) noexcept;
 
+// The in-kernel fast path's announcement to a peer (kernel::UdpFastPath::announce()): an ICMP
+// echo reply (id 0x666c, "flannel!") from our TUN address to the peer's, TTL 64. A valid packet
+// in flannel's format that every peer's kernel drops quietly (a reply nobody asked for).
+inline constexpr size_t kAnnouncementLen = 20 + 8 + 8;
+std::array<std::byte, kAnnouncementLen> buildAnnouncement(Ip4 src, Ip4 dst) noexcept;
+
 // The routing snapshot the workers read: peer subnets → PublicIP, plus the addresses that may
 // send to us. Immutable once built; a new one is published for every lease change.
 class RouteTable {

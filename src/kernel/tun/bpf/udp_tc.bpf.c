@@ -42,20 +42,21 @@ struct flannel_udp_config {
   __u32 flags;        // FLANNEL_UDP_*
 };
 
-// The external interface does not complete checksums on the way out (veth and other virtual
-// devices): a packet whose TCP/UDP checksum the sender left to the device (CHECKSUM_PARTIAL)
-// would reach a peer that decapsulates in user space (Go flannel) with that checksum unfinished,
-// and its kernel would drop it. A program cannot see or finish that state, so such packets
-// (every TCP/UDP packet but TCP super packets, which are cut and checksummed in software where
-// they end up in a socket) are left to user space, which completes checksums; unless the peer
-// decapsulates in its kernel too (flannel_udp_kernel_peers), where the state travels with the
-// packet and the checksum is never needed.
+// The external interface is virtual (veth, bridge, ...): what leaves it may reach a peer on the
+// same machine without ever being finished by a NIC. A TCP/UDP packet whose checksum the sender
+// left to the device (CHECKSUM_PARTIAL) would arrive with that checksum unfinished, and a TCP
+// super packet would arrive whole; a peer that decapsulates in user space (Go flannel, or ours
+// without these programs) reads both from its socket as they are, and its kernel drops them. A
+// program cannot finish either, so TCP and UDP packets go to user space (which completes
+// checksums and cuts super packets) unless the peer decapsulates in its kernel too
+// (flannel_udp_kernel_peers), where both states travel with the packet. ICMP is always complete.
 #define FLANNEL_UDP_L4_IN_USER_SPACE 1
 
 // A peer that sent us a datagram with UDP checksum 0 within this time runs these programs: only
-// they send 0 (a kernel UDP socket, which Go flannel and user space use, always fills it in),
-// and they are attached together, so its decap program takes what we send.
-#define FLANNEL_UDP_KERNEL_PEER_NS (10ull * 1000000000ull)
+// they, and their user space's announcements (tc_path.cc), send 0 (a kernel UDP socket, which Go
+// flannel uses, always fills it in), and the programs are attached together, so its decap
+// program takes what we send. Announcements go out every second.
+#define FLANNEL_UDP_KERNEL_PEER_NS (5ull * 1000000000ull)
 #define FLANNEL_UDP_KERNEL_PEER_REFRESH_NS 1000000000ull
 
 struct flannel_udp_lpm_key {
@@ -185,15 +186,14 @@ int flannel_udp_encap(struct __sk_buff* skb) {
   if (ip->version != 4 || ip->ihl < 5 || ip->ttl <= 1) {
     return TC_ACT_OK;  // user space drops and counts these
   }
-  const int small_l4 =
-      skb->gso_size == 0 && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP);
+  const int l4 = ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP;
   struct flannel_udp_lpm_key key = {.prefixlen = 32, .addr = ip->daddr};
   __u32* peer_ptr = bpf_map_lookup_elem(&flannel_udp_routes, &key);
   if (!peer_ptr) {
     return TC_ACT_OK;  // no lease: user space answers with ICMP net unreachable
   }
   const __u32 peer = *peer_ptr;
-  if ((c->flags & FLANNEL_UDP_L4_IN_USER_SPACE) && small_l4) {
+  if ((c->flags & FLANNEL_UDP_L4_IN_USER_SPACE) && l4) {
     __u64* seen = bpf_map_lookup_elem(&flannel_udp_kernel_peers, &peer);
     if (!seen || bpf_ktime_get_ns() - *seen > FLANNEL_UDP_KERNEL_PEER_NS) {
       return TC_ACT_OK;
