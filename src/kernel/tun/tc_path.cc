@@ -75,8 +75,8 @@ struct Api {
   decltype(&::bpf_prog_test_run_opts) test_run = nullptr;
 };
 
-// libbpf's messages (verifier log included) go to our log at debug level; warnings as
-// warnings. The last warning is kept for the error returned by attach().
+// libbpf's messages (verifier log included) go to our log: warnings at debug level, the rest at
+// trace. The last warning is kept for the error returned by load() and attach().
 thread_local std::string last_warning;
 
 int printToLog(enum libbpf_print_level level, const char* format, va_list args) {
@@ -96,6 +96,19 @@ int printToLog(enum libbpf_print_level level, const char* format, va_list args) 
     log()->trace("libbpf: {}", text);
   }
   return 0;
+}
+
+Error unavailable(std::string what) {
+  return makeError(Errc::Unavailable, "tc BPF fast path: " + std::move(what));
+}
+
+// A failed step, with errno's text and libbpf's last warning.
+Error failedStep(std::string_view step, int err) {
+  std::string why = std::strerror(err);
+  if (!last_warning.empty()) {
+    why += " (libbpf: " + last_warning + ")";
+  }
+  return unavailable(fmt::format("{}: {}", step, why));
 }
 
 }  // namespace
@@ -172,9 +185,6 @@ Result<void> TcPath::announce(Ip4 peer, std::span<const std::byte> datagram) {
 }
 
 Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) {
-  auto unavailable = [](std::string what) {
-    return makeError(Errc::Unavailable, "tc BPF fast path: " + std::move(what));
-  };
   auto impl = std::make_unique<Impl>();
   impl->handle = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
   if (impl->handle == nullptr) {
@@ -208,20 +218,13 @@ Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) 
   }
   a.set_print(printToLog);
   last_warning.clear();
-  auto failed = [&](const char* step, int err) {
-    std::string why = std::strerror(err);
-    if (!last_warning.empty()) {
-      why += " (libbpf: " + last_warning + ")";
-    }
-    return unavailable(fmt::format("{}: {}", step, why));
-  };
 
   impl->object = a.open_mem(flannel_udp_tc_object, flannel_udp_tc_object_size, nullptr);
   if (impl->object == nullptr) {
-    return failed("opening the BPF object", errno);
+    return failedStep("opening the BPF object", errno);
   }
   if (int r = a.load(impl->object); r < 0) {
-    return failed("loading the programs (needs CAP_BPF and CAP_NET_ADMIN)", -r);
+    return failedStep("loading the programs (needs CAP_BPF and CAP_NET_ADMIN)", -r);
   }
   impl->cfg_fd = a.find_map_fd(impl->object, "flannel_udp_cfg");
   impl->routes_fd = a.find_map_fd(impl->object, "flannel_udp_routes");
@@ -243,7 +246,7 @@ Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) 
   cfg.enabled = 0;
   const uint32_t zero = 0;
   if (a.update(impl->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
-    return failed("writing the config map", errno);
+    return failedStep("writing the config map", errno);
   }
   impl->encap_fd = a.program_fd(encap);
   impl->decap_fd = a.program_fd(decap);
@@ -258,26 +261,19 @@ Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options
     return path.error();
   }
   Impl& impl = *(*path)->impl_;
-  auto failed = [&](std::string step, int err) {
-    std::string why = std::strerror(err);
-    if (!last_warning.empty()) {
-      why += " (libbpf: " + last_warning + ")";
-    }
-    return makeError(Errc::Unavailable, fmt::format("tc BPF fast path: {}: {}", step, why));
-  };
   last_warning.clear();
   impl.encap_link = impl.api.link_create(impl.encap_fd, options.tun_ifindex,
                                          static_cast<bpf_attach_type>(kTcxEgress), nullptr);
   if (impl.encap_link < 0) {
-    return failed(fmt::format("attaching to the egress of ifindex {} (tcx needs Linux 6.6)",
-                              options.tun_ifindex),
-                  -impl.encap_link);
+    return failedStep(fmt::format("attaching to the egress of ifindex {} (tcx needs Linux 6.6)",
+                                  options.tun_ifindex),
+                      -impl.encap_link);
   }
   impl.decap_link = impl.api.link_create(impl.decap_fd, options.ext_ifindex,
                                          static_cast<bpf_attach_type>(kTcxIngress), nullptr);
   if (impl.decap_link < 0) {
-    return failed(fmt::format("attaching to the ingress of ifindex {}", options.ext_ifindex),
-                  -impl.decap_link);
+    return failedStep(fmt::format("attaching to the ingress of ifindex {}", options.ext_ifindex),
+                      -impl.decap_link);
   }
   return path;
 }
