@@ -141,6 +141,9 @@ struct UdpFastPathOptions {
   // the TCP/UDP checksums senders leave to the device; such packets then go through user space
   // (all TCP/UDP but TCP super packets; see bpf/udp_tc.bpf.c).
   bool virtual_ext = false;
+  // Attach as classic tc filters (clsact) instead of tcx links: for kernels before 6.6, which
+  // have no tcx (chosen automatically there), or forced. Filters outlive a killed process.
+  bool legacy_tc = false;
 };
 
 struct UdpFastPathRoute {

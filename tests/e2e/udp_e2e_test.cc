@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 #include <tuple>
 
@@ -790,6 +791,54 @@ TEST_F(UdpE2e, KernelPathTakesDatagramsThatAMergingNicReceives) {
   EXPECT_GE(kernel, 0.95 * all) << "user space received " << all - kernel << " of " << all
                                 << " datagrams\n"
                                 << after;
+}
+
+// Kernels before 6.6 have no tcx: the programs are then classic tc filters on clsact qdiscs
+// (forced here with FLANNEL_UDP_TC_ATTACH=legacy). They carry the traffic the same way; a
+// restarted flanneld replaces its filter rather than adding one; a clean stop removes it; a
+// killed flanneld leaves it behind (documented), which the next start replaces.
+TEST_F(UdpE2e, LegacyTcFiltersCarryTheTrafficAndAreReplacedAndRemoved) {
+  startUdp(2, kUdpConfig, {"-healthz-port=9099"});
+  const std::map<std::string, std::string> legacy = {{"FLANNEL_UDP_TC_ATTACH", "legacy"}};
+  for (int h : {1, 2}) {
+    ASSERT_TRUE(cluster_->stopFlanneld(h));
+    ASSERT_TRUE(cluster_->startFlanneld(h, {}, legacy));
+    ASSERT_TRUE(cluster_->waitRunningAgain(h, 20s)) << cluster_->flanneldLog(h);
+  }
+  auto ingressFilters = [&](int h) {
+    auto r = cluster_->host(h).exec({"tc", "filter", "show", "dev", "eth0", "ingress"});
+    EXPECT_TRUE(r) << r.error().message;
+    std::string out = r ? r->out : "";
+    size_t n = 0;
+    for (size_t at = out.find("handle 0xf1a2 flannel_udp_dec"); at != std::string::npos;
+         at = out.find("handle 0xf1a2 flannel_udp_dec", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(pollUntil([&] { return ingressFilters(2) == 1; }, 5s, 100ms))
+      << cluster_->flanneldLog(2);
+  EXPECT_THAT(cluster_->flanneldLog(2), HasSubstr("attached as classic tc filters"));
+  expectFullMesh();
+  EXPECT_GT(expectTcp(1, 2), 500e6);
+  const std::string page = httpGet(cluster_->host(2), 9099, "/metrics");
+  EXPECT_GT(metric(page, "flannel_udp_tc_rx_packets_total"), 1000) << page;
+  // Killed: the filter stays; the next flanneld replaces it (still one) and carries on.
+  ASSERT_TRUE(cluster_->flanneld(2)->kill());
+  EXPECT_EQ(ingressFilters(2), 1u);
+  ASSERT_TRUE(cluster_->startFlanneld(2, {}, legacy));
+  ASSERT_TRUE(cluster_->waitRunningAgain(2, 20s)) << cluster_->flanneldLog(2);
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        return cluster_->flanneldLog(2).find("attached as classic tc filters") !=
+               cluster_->flanneldLog(2).rfind("attached as classic tc filters");
+      },
+      5s, 100ms));
+  EXPECT_EQ(ingressFilters(2), 1u);
+  EXPECT_GT(expectTcp(1, 2), 500e6);
+  // A clean stop removes it.
+  ASSERT_TRUE(cluster_->stopFlanneld(2));
+  EXPECT_EQ(ingressFilters(2), 0u);
 }
 
 // The tc BPF programs are attached with links that belong to flanneld: when it is killed they

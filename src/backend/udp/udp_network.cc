@@ -149,6 +149,11 @@ Result<std::unique_ptr<Network>> UdpNetwork::create(const Context& ctx) {
                                                          .ext_ifindex = ctx.ext.link.index,
                                                          .tun_ifindex = link->index,
                                                          .virtual_ext = !ctx.ext.link.kind.empty()};
+    // FLANNEL_UDP_TC_ATTACH=legacy: classic tc filters even where the kernel has tcx.
+    if (const char* attach = std::getenv("FLANNEL_UDP_TC_ATTACH");
+        attach != nullptr && std::string_view(attach) == "legacy") {
+      net->fast_path_options_.legacy_tc = true;
+    }
   }
   net->dataplane_ = std::make_unique<DataPlane>(
       std::move(*tun), std::move(*sockets),

@@ -73,7 +73,15 @@ struct Api {
   decltype(&::bpf_link_create) link_create = nullptr;
   decltype(&::libbpf_num_possible_cpus) possible_cpus = nullptr;
   decltype(&::bpf_prog_test_run_opts) test_run = nullptr;
+  decltype(&::bpf_tc_hook_create) tc_hook_create = nullptr;
+  decltype(&::bpf_tc_attach) tc_attach = nullptr;
+  decltype(&::bpf_tc_detach) tc_detach = nullptr;
 };
+
+// Our classic tc filters (legacy attach): fixed handle and priority, so that a restarted
+// flanneld replaces what a killed one left.
+constexpr uint32_t kTcHandle = 0xf1a2;
+constexpr uint32_t kTcPriority = 1;
 
 // libbpf's messages (verifier log included) go to our log: warnings at debug level, the rest at
 // trace. The last warning is kept for the error returned by load() and attach().
@@ -126,8 +134,21 @@ struct TcPath::Impl {
   int encap_link = -1;
   int decap_link = -1;
   int cpus = 1;
+  int legacy_ext = 0;  // ifindex whose ingress has our classic tc filter
 
   ~Impl() {
+    if (legacy_ext != 0) {
+      // The TUN's filter goes with the TUN; the external interface's must be removed.
+      bpf_tc_hook hook{};
+      hook.sz = sizeof hook;
+      hook.ifindex = legacy_ext;
+      hook.attach_point = BPF_TC_INGRESS;
+      bpf_tc_opts opts{};
+      opts.sz = sizeof opts;
+      opts.handle = kTcHandle;
+      opts.priority = kTcPriority;
+      api.tc_detach(&hook, &opts);
+    }
     for (int fd : {encap_link, decap_link}) {
       if (fd >= 0) {
         ::close(fd);  // tcx: closing the link detaches the program
@@ -213,6 +234,9 @@ Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) 
   bind("bpf_link_create", a.link_create);
   bind("libbpf_num_possible_cpus", a.possible_cpus);
   bind("bpf_prog_test_run_opts", a.test_run);
+  bind("bpf_tc_hook_create", a.tc_hook_create);
+  bind("bpf_tc_attach", a.tc_attach);
+  bind("bpf_tc_detach", a.tc_detach);
   if (!missing.empty()) {
     return unavailable(fmt::format("{} has no function {}", kSoname, missing));
   }
@@ -262,11 +286,44 @@ Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options
   }
   Impl& impl = *(*path)->impl_;
   last_warning.clear();
-  impl.encap_link = impl.api.link_create(impl.encap_fd, options.tun_ifindex,
-                                         static_cast<bpf_attach_type>(kTcxEgress), nullptr);
+  if (!options.legacy_tc) {
+    impl.encap_link = impl.api.link_create(impl.encap_fd, options.tun_ifindex,
+                                           static_cast<bpf_attach_type>(kTcxEgress), nullptr);
+  }
+  if (options.legacy_tc || impl.encap_link == -EINVAL) {
+    // No tcx before Linux 6.6 (EINVAL: unknown attach type): classic tc filters.
+    auto filter = [&](int ifindex, bpf_tc_attach_point point, int prog_fd) -> Result<void> {
+      bpf_tc_hook hook{};
+      hook.sz = sizeof hook;
+      hook.ifindex = ifindex;
+      hook.attach_point = point;
+      if (int r = impl.api.tc_hook_create(&hook); r < 0 && r != -EEXIST) {
+        return failedStep(fmt::format("adding a clsact qdisc to ifindex {}", ifindex), -r);
+      }
+      bpf_tc_opts opts{};
+      opts.sz = sizeof opts;
+      opts.prog_fd = prog_fd;
+      opts.flags = BPF_TC_F_REPLACE;
+      opts.handle = kTcHandle;
+      opts.priority = kTcPriority;
+      if (int r = impl.api.tc_attach(&hook, &opts); r < 0) {
+        return failedStep(fmt::format("adding a tc filter to ifindex {}", ifindex), -r);
+      }
+      return {};
+    };
+    if (auto r = filter(options.tun_ifindex, BPF_TC_EGRESS, impl.encap_fd); !r) {
+      return r.error();
+    }
+    if (auto r = filter(options.ext_ifindex, BPF_TC_INGRESS, impl.decap_fd); !r) {
+      return r.error();
+    }
+    impl.legacy_ext = options.ext_ifindex;
+    log()->info("tc BPF fast path: attached as classic tc filters (handle {:#x}, priority {})",
+                kTcHandle, kTcPriority);
+    return path;
+  }
   if (impl.encap_link < 0) {
-    return failedStep(fmt::format("attaching to the egress of ifindex {} (tcx needs Linux 6.6)",
-                                  options.tun_ifindex),
+    return failedStep(fmt::format("attaching to the egress of ifindex {}", options.tun_ifindex),
                       -impl.encap_link);
   }
   impl.decap_link = impl.api.link_create(impl.decap_fd, options.ext_ifindex,
