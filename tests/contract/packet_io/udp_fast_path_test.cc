@@ -25,6 +25,7 @@
 #include "backend/udp/dataplane/packet.h"
 #include "kernel/tun/tc_path.h"
 #include "support/packet_builder.h"
+#include "support/tc_decap_check.h"
 
 namespace flannel::kernel {
 namespace {
@@ -34,52 +35,18 @@ using test::Bytes;
 using test::ip4;
 using test::PacketBuilder;
 
-constexpr uint16_t kPort = 8285;
-const Ip4 kLocal = ip4("192.168.91.11");
+constexpr uint16_t kPort = test::kTcPort;
+const Ip4 kLocal = test::kTcLocal;
 const Ip4 kPeer = ip4("192.168.91.12");
 const Ip4 kOtherPeer = ip4("192.168.91.13");
 
-void put16(Bytes& b, size_t at, uint16_t v) {
-  b[at] = std::byte(v >> 8);
-  b[at + 1] = std::byte(v & 0xff);
-}
-
-void fixIpChecksum(Bytes& b, size_t at) {
-  put16(b, at + 10, 0);
-  put16(b, at + 10, test::refChecksum(std::span(b).subspan(at, 20)));
-}
-
-// An Ethernet frame carrying `inner` as flannel's udp format: outer IPv4 from `from` to kLocal,
-// UDP kPort -> kPort, checksum 0.
+// Frames from `from` (default: the leased peer) to kTcLocal:8285.
 Bytes frame(const Bytes& inner, Ip4 from = kPeer) {
-  Bytes f(14 + 28, std::byte{0});
-  for (int i = 0; i < 12; ++i) {
-    f[i] = std::byte(0x02 + i);  // some unicast MACs
-  }
-  put16(f, 12, 0x0800);
-  f[14] = std::byte{0x45};
-  put16(f, 16, static_cast<uint16_t>(28 + inner.size()));
-  put16(f, 20, 0x4000);  // DF
-  f[22] = std::byte{64};
-  f[23] = std::byte{17};
-  const auto s = from.bytes();
-  const auto d = kLocal.bytes();
-  for (int i = 0; i < 4; ++i) {
-    f[26 + i] = std::byte{s[i]};
-    f[30 + i] = std::byte{d[i]};
-  }
-  fixIpChecksum(f, 14);
-  put16(f, 34, kPort);
-  put16(f, 36, kPort);
-  put16(f, 38, static_cast<uint16_t>(8 + inner.size()));
-  f.insert(f.end(), inner.begin(), inner.end());
-  return f;
+  return test::tcFrame(inner, from);
 }
-
-uint16_t get16(const Bytes& b, size_t at) {
-  return static_cast<uint16_t>((std::to_integer<unsigned>(b[at]) << 8) |
-                               std::to_integer<unsigned>(b[at + 1]));
-}
+using test::be16;
+using test::fixIpv4Checksum;
+using test::setBe16;
 
 class UdpFastPathPrivileged : public ::testing::Test {
  protected:
@@ -104,53 +71,12 @@ class UdpFastPathPrivileged : public ::testing::Test {
     return RouteTable(ip4("10.5.1.0"), 24, std::move(e));
   }
 
-  // Runs `f` through the program and checks the verdict against user space; returns the action.
+  // Runs `f` through the program and checks the verdict against user space
+  // (support/tc_decap_check.h); returns the action.
   int check(const Bytes& f, const std::string& what) {
-    auto v = path->testDecap(f);
-    EXPECT_TRUE(v) << what << ": " << v.error().message << " (frame of " << f.size() << " bytes)";
-    if (!v) {
-      return -100;
-    }
-    if (v->action == TC_ACT_OK) {
-      EXPECT_EQ(v->frame, f) << what << ": a frame left to user space must be unchanged";
-      return v->action;
-    }
-    EXPECT_EQ(v->action, TC_ACT_REDIRECT) << what;
-    if (v->action != TC_ACT_REDIRECT) {
-      return v->action;
-    }
-    // What user space would do with the same datagram (from the outer source).
-    const size_t outer_len = get16(f, 16);
-    EXPECT_GE(f.size(), 14 + outer_len) << what;
-    EXPECT_GE(outer_len, 28u + 20u) << what;
-    if (f.size() < 14 + outer_len || outer_len < 48) {
-      return v->action;
-    }
-    Bytes dgram(f.begin() + 42, f.begin() + static_cast<long>(std::min(f.size(), 14 + outer_len)));
-    Ip4 from = Ip4::fromBytes(std::to_integer<uint8_t>(f[26]), std::to_integer<uint8_t>(f[27]),
-                              std::to_integer<uint8_t>(f[28]), std::to_integer<uint8_t>(f[29]));
-    const RouteTable t = table();
-    const auto r = backend::udp::decap(dgram, from, t);
-    EXPECT_EQ(r.drop, backend::udp::Drop::None)
-        << what << ": the kernel took a datagram user space drops as "
-        << backend::udp::dropName(r.drop);
-    if (r.drop != backend::udp::Drop::None) {
-      return v->action;
-    }
-    dgram.resize(r.length);
-    EXPECT_GE(v->frame.size(), 14 + dgram.size()) << what;
-    if (v->frame.size() < 14 + dgram.size()) {
-      return v->action;
-    }
-    EXPECT_TRUE(std::equal(f.begin(), f.begin() + 14, v->frame.begin())) << what << ": MACs";
-    Bytes inner(v->frame.begin() + 14, v->frame.begin() + 14 + static_cast<long>(dgram.size()));
-    EXPECT_TRUE(backend::udp::ipv4HeaderChecksumOk(std::span(inner).first(20)))
-        << what << ": inner header checksum after the TTL change";
-    // Equal but for the checksum field (the one's complement has two zeros).
-    inner[10] = dgram[10];
-    inner[11] = dgram[11];
-    EXPECT_EQ(inner, dgram) << what << ": the kernel's inner packet differs from user space's";
-    return v->action;
+    const auto c = test::checkDecap(*path, table(), f);
+    EXPECT_EQ(c.problem, "") << what;
+    return c.action;
   }
 
   std::unique_ptr<TcPath> path;
@@ -199,30 +125,30 @@ TEST_F(UdpFastPathPrivileged, TakesWhatUserSpaceWouldForwardAndLeavesTheRest) {
       {"inner IPv6", frame(Bytes(60, std::byte{0x60}))},
       {"truncated inner header", frame(Bytes(19, std::byte{0x45}))},
       {"outer fragment (MF)", mutate([](Bytes& f) {
-         put16(f, 20, 0x2000);
-         fixIpChecksum(f, 14);
+         setBe16(f, 20, 0x2000);
+         fixIpv4Checksum(f, 14);
        })},
       {"outer fragment offset", mutate([](Bytes& f) {
-         put16(f, 20, 0x0010);
-         fixIpChecksum(f, 14);
+         setBe16(f, 20, 0x0010);
+         fixIpv4Checksum(f, 14);
        })},
-      {"other UDP port", mutate([](Bytes& f) { put16(f, 36, 8472); })},
+      {"other UDP port", mutate([](Bytes& f) { setBe16(f, 36, 8472); })},
       {"other outer destination", mutate([](Bytes& f) {
          f[33] = std::byte{77};
-         fixIpChecksum(f, 14);
+         fixIpv4Checksum(f, 14);
        })},
       {"not UDP", mutate([](Bytes& f) {
          f[23] = std::byte{6};
-         fixIpChecksum(f, 14);
+         fixIpv4Checksum(f, 14);
        })},
       {"UDP length longer than the inner packet",
-       mutate([](Bytes& f) { put16(f, 38, static_cast<uint16_t>(get16(f, 38) + 4)); })},
+       mutate([](Bytes& f) { setBe16(f, 38, static_cast<uint16_t>(be16(f, 38) + 4)); })},
       {"inner length shorter than the datagram", mutate([](Bytes& f) {
-         put16(f, 44, static_cast<uint16_t>(get16(f, 44) - 4));
-         fixIpChecksum(f, 42);
+         setBe16(f, 44, static_cast<uint16_t>(be16(f, 44) - 4));
+         fixIpv4Checksum(f, 42);
        })},
       {"outer length beyond the frame", mutate([](Bytes& f) { f.resize(f.size() - 8); })},
-      {"IPv6 ethertype", mutate([](Bytes& f) { put16(f, 12, 0x86dd); })},
+      {"IPv6 ethertype", mutate([](Bytes& f) { setBe16(f, 12, 0x86dd); })},
       {"short frame", Bytes(30, std::byte{0x45})},
   };
   for (const auto& c : left) {
@@ -273,7 +199,7 @@ TEST_F(UdpFastPathPrivileged, RandomMutationsAgreeWithUserSpace) {
         case 1:  // a byte of the inner header, with the checksum made right again
           f[42 + rng() % 20] = std::byte(rng());
           if (rng() % 2) {
-            fixIpChecksum(f, 42);
+            fixIpv4Checksum(f, 42);
           }
           break;
         case 2:  // a shorter or longer frame
@@ -281,16 +207,16 @@ TEST_F(UdpFastPathPrivileged, RandomMutationsAgreeWithUserSpace) {
           break;
         case 3:  // another sender
           f[29] = std::byte(rng() % 4 == 0 ? 12 : 10 + rng() % 6);
-          fixIpChecksum(f, 14);
+          fixIpv4Checksum(f, 14);
           break;
         case 4:  // another inner destination or source host byte
           f[42 + (rng() % 2 ? 16 : 12) + 2] = std::byte(rng() % 6);
-          fixIpChecksum(f, 42);
+          fixIpv4Checksum(f, 42);
           break;
         default:  // a lying length field (outer, UDP or inner)
-          put16(f, std::vector<size_t>{16, 38, 44}[rng() % 3], static_cast<uint16_t>(rng()));
-          fixIpChecksum(f, 42);
-          fixIpChecksum(f, 14);
+          setBe16(f, std::vector<size_t>{16, 38, 44}[rng() % 3], static_cast<uint16_t>(rng()));
+          fixIpv4Checksum(f, 42);
+          fixIpv4Checksum(f, 14);
           break;
       }
       if (f.size() < 34) {
