@@ -573,8 +573,8 @@ TEST_F(UdpE2e, WireFormatAndDropsOnTheUserSpacePath) {
 
 // A host on the user-space path (FLANNEL_UDP_TC_BPF=0 on that node, as where the fast path
 // cannot be attached) and a host on the kernel path carry each other's traffic at full speed,
-// both ways. (Over veth, TCP super packets from the kernel path would reach the user-space
-// host's socket whole and unusable: that is why the kernel path sends TCP/UDP only to peers
+// both ways. (Over veth, TCP segments from the kernel path would reach the user-space host's
+// socket with unfinished checksums: that is why the kernel path sends TCP/UDP only to peers
 // that announced a kernel decap.)
 TEST_F(UdpE2e, KernelPathAndUserSpaceHostsCarryEachOthersTraffic) {
   startUdp(2, kUdpConfig, {"-healthz-port=9099"});

@@ -222,7 +222,7 @@ void UdpNetwork::attachFastPath() {
   publish();  // the peers known so far
   // A NIC that merges our datagrams (GRO, which the sockets' UDP_GRO asks for) would hand the
   // decap program bundles it cannot take apart, all of which would go to user space: the
-  // programs need them one by one. (Across veth, super packets arrive whole anyway.)
+  // programs need them one by one.
   const size_t unmerged = dataplane_->setKernelGro(false);
   log()->info(
       "udp: in-kernel fast path attached in {} ms (tc BPF on {} egress, ifindex {} ingress); "

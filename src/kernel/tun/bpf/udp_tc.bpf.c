@@ -1,4 +1,4 @@
-// The udp backend's in-kernel fast path (tc BPF; loaded by backend/udp/tc_path.cc). It moves the
+// The udp backend's in-kernel fast path (tc BPF; loaded by kernel/tun/tc_path.cc). It moves the
 // packets the user-space data path would move, in the same wire format (SPEC §5.3: the bare
 // inner IPv4 packet is the payload of a UDP datagram from Port to Port), without copying them
 // to user space:
@@ -6,9 +6,10 @@
 //   flannel_udp_encap  (egress of the TUN device): an IPv4 packet whose destination is in a
 //       peer's subnet gets its TTL decremented, an outer IPv4 + UDP header pushed in front, and
 //       is redirected to the device the routing table names for the peer's PublicIP (neighbour
-//       resolved by the kernel). A TCP super
-//       packet (TSO) stays one packet: the kernel's UDP tunnel segmentation cuts it later, if
-//       ever.
+//       resolved by the kernel). A TCP super packet (TSO) is encapsulated once, as one UDP
+//       tunnel GSO packet; the kernel cuts it in software at the external interface
+//       (bpf_skb_adjust_room marks it SKB_GSO_DODGY, and veth, like most NICs, has no
+//       NETIF_F_GSO_ROBUST), so its segments cross the underlay one by one (seen with perf).
 //   flannel_udp_decap  (ingress of the external interface): a datagram to our address and Port
 //       from an address holding a lease, carrying a well-formed IPv4 packet for our subnet, loses
 //       its outer headers, gets the inner TTL decremented and enters the stack through the TUN
@@ -44,12 +45,13 @@ struct flannel_udp_config {
 
 // The external interface is virtual (veth, bridge, ...): what leaves it may reach a peer on the
 // same machine without ever being finished by a NIC. A TCP/UDP packet whose checksum the sender
-// left to the device (CHECKSUM_PARTIAL) would arrive with that checksum unfinished, and a TCP
-// super packet would arrive whole; a peer that decapsulates in user space (Go flannel, or ours
-// without these programs) reads both from its socket as they are, and its kernel drops them. A
-// program cannot finish either, so TCP and UDP packets go to user space (which completes
-// checksums and cuts super packets) unless the peer decapsulates in its kernel too
-// (flannel_udp_kernel_peers), where both states travel with the packet. ICMP is always complete.
+// left to the device (CHECKSUM_PARTIAL) would arrive with that checksum unfinished, and so would
+// the segments the kernel cuts from a TCP super packet on the way out (or the super packet
+// itself, where it is not cut); a peer that decapsulates in user space (Go flannel, or ours
+// without these programs) reads them from its socket as they are, and its kernel drops them. A
+// program cannot finish checksums, so TCP and UDP packets go to user space (which completes
+// them) unless the peer decapsulates in its kernel too (flannel_udp_kernel_peers), where the
+// checksum state travels with the packet. ICMP is always complete.
 #define FLANNEL_UDP_L4_IN_USER_SPACE 1
 
 // A peer that sent us a datagram with UDP checksum 0 within this time runs these programs: only
