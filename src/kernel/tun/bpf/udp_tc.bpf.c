@@ -226,6 +226,7 @@ int flannel_udp_encap(struct __sk_buff* skb) {
   // to user space untouched.
   const __u64 flags =
       BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+  const __u32 segs = segments(skb);  // adjust_room resets gso_segs
   if (bpf_skb_adjust_room(skb, OUTER_LEN, BPF_ADJ_ROOM_MAC, flags) < 0) {
     return TC_ACT_OK;
   }
@@ -265,7 +266,7 @@ int flannel_udp_encap(struct __sk_buff* skb) {
   __u32 k = 0;
   struct flannel_udp_stats* s = bpf_map_lookup_elem(&flannel_udp_stats, &k);
   if (s) {
-    s->tx_packets += segments(skb);
+    s->tx_packets += segs;
     s->tx_bytes += len;
   }
   return bpf_redirect_neigh(out_ifindex, 0, 0, 0);
@@ -328,13 +329,14 @@ int flannel_udp_decap(struct __sk_buff* skb) {
   if (decrement_ttl(skb, inner_off, inner->ttl, inner->protocol) < 0) {
     return TC_ACT_SHOT;
   }
+  const __u32 segs = segments(skb);  // adjust_room resets gso_segs
   if (bpf_skb_adjust_room(skb, -(__s32)OUTER_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0) {
     return TC_ACT_SHOT;
   }
   __u32 k = 0;
   struct flannel_udp_stats* s = bpf_map_lookup_elem(&flannel_udp_stats, &k);
   if (s) {
-    s->rx_packets += segments(skb);
+    s->rx_packets += segs;
     s->rx_bytes += outer_len;
   }
   if (kernel_sender) {
