@@ -206,6 +206,38 @@ class UdpE2e : public ClusterFixture {
            std::to_integer<int>(p[20]) == 0 && std::to_integer<int>(p[24]) == 0x66 &&
            std::to_integer<int>(p[25]) == 0x6c;
   }
+  // h1's udp endpoint, 192.168.91.11:8285.
+  static sockaddr_in h1Endpoint() {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(8285);
+    ::inet_pton(AF_INET, "192.168.91.11", &a.sin_addr);
+    return a;
+  }
+  // The next datagram on `fd` within `wait` (per datagram), skipping the fast path's
+  // announcements (h1 sends one every second to each peer); at most 20 are read.
+  static bool nextDatagram(int fd, std::chrono::milliseconds wait, std::vector<std::byte>& out,
+                           sockaddr_in* from = nullptr) {
+    for (int i = 0; i < 20; ++i) {
+      pollfd pfd{fd, POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(wait.count())) <= 0) {
+        return false;
+      }
+      out.resize(2048);
+      sockaddr_in sender{};
+      socklen_t len = sizeof sender;
+      const ssize_t n =
+          ::recvfrom(fd, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&sender), &len);
+      out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+      if (n > 0 && !isAnnouncement(out)) {
+        if (from != nullptr) {
+          *from = sender;
+        }
+        return true;
+      }
+    }
+    return false;
+  }
   void wireFormatAndDrops(const std::string& config, bool kernel_path);
   void checksumsToAUserSpacePeer(const std::string& config, bool kernel_path);
 
@@ -424,33 +456,19 @@ void UdpE2e::wireFormatAndDrops(const std::string& config, bool kernel_path) {
         .payload(std::as_bytes(std::span(data.data(), data.size())))
         .build();
   };
-  sockaddr_in h1{};
-  h1.sin_family = AF_INET;
-  h1.sin_port = htons(8285);
-  ::inet_pton(AF_INET, "192.168.91.11", &h1.sin_addr);
+  const sockaddr_in h1 = h1Endpoint();
   auto sendFrom = [&](int fd, uint16_t seq) {
     auto p = echoRequest(seq);
-    return ::sendto(fd, p.data(), p.size(), 0, reinterpret_cast<sockaddr*>(&h1), sizeof h1) ==
+    return ::sendto(fd, p.data(), p.size(), 0, reinterpret_cast<const sockaddr*>(&h1), sizeof h1) ==
            static_cast<ssize_t>(p.size());
   };
-  // The next datagram but the fast path's announcements (h1 sends one every second to each peer).
   auto receive = [&](int fd, std::chrono::milliseconds wait, std::vector<uint8_t>& out,
                      sockaddr_in& from) {
-    for (int i = 0; i < 10; ++i) {
-      pollfd pfd{fd, POLLIN, 0};
-      if (::poll(&pfd, 1, static_cast<int>(wait.count())) <= 0) {
-        return false;
-      }
-      out.resize(2048);
-      socklen_t len = sizeof from;
-      const ssize_t n =
-          ::recvfrom(fd, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
-      out.resize(n > 0 ? static_cast<size_t>(n) : 0);
-      if (n > 0 && !isAnnouncement(std::as_bytes(std::span(out)))) {
-        return true;
-      }
-    }
-    return false;
+    std::vector<std::byte> d;
+    const bool got = nextDatagram(fd, wait, d, &from);
+    out.assign(reinterpret_cast<const uint8_t*>(d.data()),
+               reinterpret_cast<const uint8_t*>(d.data()) + d.size());
+    return got;
   };
 
   // The lease must reach h1 first: retry the request until a reply comes (bounded).
@@ -527,8 +545,9 @@ void UdpE2e::wireFormatAndDrops(const std::string& config, bool kernel_path) {
         return v;
       }()};
   for (const auto& j : junk) {
-    ASSERT_EQ(::sendto(peer, j.data(), j.size(), 0, reinterpret_cast<sockaddr*>(&h1), sizeof h1),
-              static_cast<ssize_t>(j.size()));
+    ASSERT_EQ(
+        ::sendto(peer, j.data(), j.size(), 0, reinterpret_cast<const sockaddr*>(&h1), sizeof h1),
+        static_cast<ssize_t>(j.size()));
   }
   ASSERT_TRUE(sendFrom(peer, 300));
   EXPECT_TRUE(receive(peer, 2000ms, reply, from)) << "the data path stopped after junk";
@@ -633,20 +652,15 @@ void UdpE2e::checksumsToAUserSpacePeer(const std::string& config, bool kernel_pa
   (void)::connect(*tcp, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
   bool udp_seen = false;
   bool tcp_seen = false;
-  for (int i = 0; i < 20 && !(udp_seen && tcp_seen); ++i) {  // bounded: 20 datagrams or 2 s each
-    pollfd pfd{peer, POLLIN, 0};
-    if (::poll(&pfd, 1, 2000) <= 0) {
-      break;
-    }
-    std::vector<std::byte> buf(2048);
-    const ssize_t n = ::recv(peer, buf.data(), buf.size(), 0);
-    ASSERT_GT(n, 20);
-    buf.resize(static_cast<size_t>(n));
+  std::vector<std::byte> buf;
+  for (int i = 0; i < 20 && !(udp_seen && tcp_seen) && nextDatagram(peer, 2000ms, buf);
+       ++i) {  // bounded: 20 datagrams or 2 s each
+    ASSERT_GT(buf.size(), 20u);
     const auto proto = std::to_integer<int>(buf[9]);
     if (proto == IPPROTO_UDP || proto == IPPROTO_TCP) {
       EXPECT_TRUE(test::l4ChecksumValid(buf))
           << (proto == IPPROTO_TCP ? "TCP" : "UDP") << " checksum of the inner packet is not "
-          << "complete (" << n << " bytes)";
+          << "complete (" << buf.size() << " bytes)";
       (proto == IPPROTO_TCP ? tcp_seen : udp_seen) = true;
     }
   }
@@ -663,23 +677,14 @@ void UdpE2e::checksumsToAUserSpacePeer(const std::string& config, bool kernel_pa
                        .dst(cluster_->podIp(1))
                        .payload(std::as_bytes(std::span(ping.data(), ping.size())))
                        .build();
-    sockaddr_in h1{};
-    h1.sin_family = AF_INET;
-    h1.sin_port = htons(8285);
-    ::inet_pton(AF_INET, "192.168.91.11", &h1.sin_addr);
-    ASSERT_EQ(::sendto(peer, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&h1),
-                       sizeof h1),
+    const sockaddr_in h1 = h1Endpoint();
+    ASSERT_EQ(::sendto(peer, request.data(), request.size(), 0,
+                       reinterpret_cast<const sockaddr*>(&h1), sizeof h1),
               static_cast<ssize_t>(request.size()));
     auto drain = [&](uint8_t want_proto) {  // the next datagram carrying `want_proto`
-      for (int i = 0; i < 20; ++i) {
-        pollfd pfd{peer, POLLIN, 0};
-        if (::poll(&pfd, 1, 2000) <= 0) {
-          return false;
-        }
-        std::array<std::byte, 2048> buf{};
-        const ssize_t n = ::recv(peer, buf.data(), buf.size(), 0);
-        if (n > 20 && std::to_integer<uint8_t>(buf[9]) == want_proto &&
-            !isAnnouncement(std::span(buf).first(static_cast<size_t>(n)))) {
+      std::vector<std::byte> d;
+      for (int i = 0; i < 20 && nextDatagram(peer, 2000ms, d); ++i) {
+        if (d.size() > 20 && std::to_integer<uint8_t>(d[9]) == want_proto) {
           return true;
         }
       }
@@ -755,15 +760,12 @@ TEST_F(UdpE2e, KernelPathTakesDatagramsThatAMergingNicReceives) {
   const int seg = 1400;
   ASSERT_EQ(::setsockopt(fd, SOL_UDP, 103 /* UDP_SEGMENT */, &seg, sizeof seg), 0)
       << std::strerror(errno);
-  sockaddr_in h1{};
-  h1.sin_family = AF_INET;
-  h1.sin_port = htons(8285);
-  ::inet_pton(AF_INET, "192.168.91.11", &h1.sin_addr);
+  const sockaddr_in h1 = h1Endpoint();
   auto send = [&](int bursts) {
     for (int i = 0; i < bursts; ++i) {
-      ASSERT_EQ(
-          ::sendto(fd, burst.data(), burst.size(), 0, reinterpret_cast<sockaddr*>(&h1), sizeof h1),
-          static_cast<ssize_t>(burst.size()))
+      ASSERT_EQ(::sendto(fd, burst.data(), burst.size(), 0, reinterpret_cast<const sockaddr*>(&h1),
+                         sizeof h1),
+                static_cast<ssize_t>(burst.size()))
           << std::strerror(errno);
       std::this_thread::sleep_for(2ms);
     }
