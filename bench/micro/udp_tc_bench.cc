@@ -20,52 +20,30 @@
 
 #include "kernel/tun/tc_path.h"
 #include "support/packet_builder.h"
+#include "support/tc_decap_check.h"
 
 namespace {
 
 using flannel::Ip4;
 using Bytes = std::vector<std::byte>;
 
-void put16(Bytes& b, size_t at, uint16_t v) {
-  b[at] = std::byte(v >> 8);
-  b[at + 1] = std::byte(v & 0xff);
-}
-
-void ipHeader(Bytes& b, size_t at, uint16_t total, uint8_t proto, Ip4 src, Ip4 dst) {
-  b[at] = std::byte{0x45};
-  put16(b, at + 2, total);
-  put16(b, at + 6, 0x4000);
-  b[at + 8] = std::byte{64};
-  b[at + 9] = std::byte{proto};
-  const auto s = src.bytes();
-  const auto d = dst.bytes();
-  for (int i = 0; i < 4; ++i) {
-    b[at + 12 + i] = std::byte{s[i]};
-    b[at + 16 + i] = std::byte{d[i]};
-  }
-  put16(b, at + 10, flannel::test::refChecksum(std::span(b).subspan(at, 20)));
-}
-
 // Ethernet + outer IPv4/UDP 8285 from `from` + inner IPv4/TCP with `payload` bytes.
 Bytes flannelFrame(Ip4 from, size_t payload) {
-  const size_t inner = 20 + 20 + payload;
-  Bytes f(14 + 28 + inner, std::byte{0});
-  put16(f, 12, 0x0800);
-  ipHeader(f, 14, static_cast<uint16_t>(28 + inner), 17, from, Ip4::fromBytes(192, 168, 91, 11));
-  put16(f, 34, 8285);
-  put16(f, 36, 8285);
-  put16(f, 38, static_cast<uint16_t>(8 + inner));
-  ipHeader(f, 42, static_cast<uint16_t>(inner), 6, Ip4::fromBytes(10, 5, 2, 7),
-           Ip4::fromBytes(10, 5, 1, 9));
-  f[62 + 12] = std::byte{0x50};
-  return f;
+  return flannel::test::tcFrame(
+      flannel::test::PacketBuilder::tcp().src("10.5.2.7").dst("10.5.1.9").payload(payload).build(),
+      from);
 }
 
+// An Ethernet frame with a TCP packet between the two hosts (not flannel's).
 Bytes plainTcpFrame() {
-  Bytes f(14 + 40 + 1448, std::byte{0});
-  put16(f, 12, 0x0800);
-  ipHeader(f, 14, 40 + 1448, 6, Ip4::fromBytes(192, 168, 91, 12), Ip4::fromBytes(192, 168, 91, 11));
-  f[34 + 12] = std::byte{0x50};
+  Bytes f(14, std::byte{0});
+  flannel::test::setBe16(f, 12, 0x0800);
+  const Bytes tcp = flannel::test::PacketBuilder::tcp()
+                        .src("192.168.91.12")
+                        .dst("192.168.91.11")
+                        .payload(1448)
+                        .build();
+  f.insert(f.end(), tcp.begin(), tcp.end());
   return f;
 }
 

@@ -14,7 +14,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "core/log.h"
 
@@ -49,6 +51,24 @@ struct BpfConfig {
 };
 static_assert(sizeof(BpfConfig) == 28);
 constexpr uint32_t kL4InUserSpace = 1;  // FLANNEL_UDP_L4_IN_USER_SPACE
+
+// The config map's value: disabled (takes nothing) until our subnet is known.
+BpfConfig bpfConfig(const UdpFastPathOptions& o, std::optional<std::pair<Ip4, uint8_t>> own) {
+  BpfConfig cfg{};
+  cfg.local_ip = htonl(o.local_ip.toU32());
+  cfg.ext_ifindex = static_cast<uint32_t>(o.ext_ifindex);
+  cfg.tun_ifindex = static_cast<uint32_t>(o.tun_ifindex);
+  cfg.port = htons(o.port);
+  cfg.flags = o.virtual_ext ? kL4InUserSpace : 0;
+  if (own) {
+    const uint8_t prefix = own->second;
+    const uint32_t mask = prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+    cfg.own_net = htonl(own->first.toU32() & mask);
+    cfg.own_mask = htonl(mask);
+    cfg.enabled = 1;
+  }
+  return cfg;
+}
 
 struct BpfLpmKey {
   uint32_t prefixlen;
@@ -262,12 +282,7 @@ Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) 
   }
   impl->cpus = std::max(1, a.possible_cpus());
 
-  BpfConfig cfg{};
-  cfg.local_ip = htonl(options.local_ip.toU32());
-  cfg.ext_ifindex = static_cast<uint32_t>(options.ext_ifindex);
-  cfg.tun_ifindex = static_cast<uint32_t>(options.tun_ifindex);
-  cfg.port = htons(options.port);
-  cfg.enabled = 0;
+  const BpfConfig cfg = bpfConfig(options, std::nullopt);
   const uint32_t zero = 0;
   if (a.update(impl->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
     return failedStep("writing the config map", errno);
@@ -354,16 +369,7 @@ Result<TcPath::Verdict> TcPath::testDecap(std::span<const std::byte> frame, uint
 }
 
 Result<void> TcPath::enable(Ip4 own_network, uint8_t own_prefix) {
-  const uint32_t mask = own_prefix == 0 ? 0 : ~uint32_t{0} << (32 - own_prefix);
-  BpfConfig cfg{};
-  cfg.local_ip = htonl(options_.local_ip.toU32());
-  cfg.own_net = htonl(own_network.toU32() & mask);
-  cfg.own_mask = htonl(mask);
-  cfg.ext_ifindex = static_cast<uint32_t>(options_.ext_ifindex);
-  cfg.tun_ifindex = static_cast<uint32_t>(options_.tun_ifindex);
-  cfg.port = htons(options_.port);
-  cfg.enabled = 1;
-  cfg.flags = options_.virtual_ext ? kL4InUserSpace : 0;
+  const BpfConfig cfg = bpfConfig(options_, std::pair{own_network, own_prefix});
   const uint32_t zero = 0;
   if (impl_->api.update(impl_->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
     return makeError(Errc::Kernel,

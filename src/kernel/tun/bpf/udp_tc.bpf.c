@@ -118,7 +118,11 @@ struct {
 #define IP_OFFMASK 0x1fff
 #define IP_DF 0x4000
 
-static __always_inline struct flannel_udp_config* config(void) {
+// The config when the fast path is enabled and `skb` is IPv4; otherwise 0 (leave it alone).
+static __always_inline struct flannel_udp_config* config(struct __sk_buff* skb) {
+  if (skb->protocol != bpf_htons(ETH_P_IP)) {
+    return 0;
+  }
   __u32 k = 0;
   struct flannel_udp_config* c = bpf_map_lookup_elem(&flannel_udp_cfg, &k);
   return c && c->enabled ? c : 0;
@@ -161,10 +165,7 @@ static __always_inline int decrement_ttl(struct __sk_buff* skb, __u32 off, __u8 
 
 SEC("tc")
 int flannel_udp_encap(struct __sk_buff* skb) {
-  if (skb->protocol != bpf_htons(ETH_P_IP)) {
-    return TC_ACT_OK;
-  }
-  struct flannel_udp_config* c = config();
+  struct flannel_udp_config* c = config(skb);
   if (!c) {
     return TC_ACT_OK;
   }
@@ -274,10 +275,7 @@ int flannel_udp_encap(struct __sk_buff* skb) {
 
 SEC("tc")
 int flannel_udp_decap(struct __sk_buff* skb) {
-  if (skb->protocol != bpf_htons(ETH_P_IP)) {
-    return TC_ACT_OK;
-  }
-  struct flannel_udp_config* c = config();
+  struct flannel_udp_config* c = config(skb);
   if (!c) {
     return TC_ACT_OK;
   }
@@ -324,7 +322,7 @@ int flannel_udp_decap(struct __sk_buff* skb) {
   }
   const __u32 outer_len = bpf_ntohs(outer->tot_len);
   const __u32 tun = c->tun_ifindex;
-  const int kernel_sender = udp->check == 0;
+  const int kernel_sender = (c->flags & FLANNEL_UDP_L4_IN_USER_SPACE) && udp->check == 0;
   const __u32 inner_off = sizeof(struct ethhdr) + OUTER_LEN;
   if (decrement_ttl(skb, inner_off, inner->ttl, inner->protocol) < 0) {
     return TC_ACT_SHOT;
