@@ -4,7 +4,9 @@
 // (host to host for the underlay) with 1 and 4 streams, and reads the CPU time the whole machine
 // and the two flanneld processes used during the run from /proc.
 //
-//   udp_bench [seconds=5] [filter]     as root; prints a Markdown table
+//   udp_bench [seconds=5] [filter]        as root; prints a Markdown table
+//   udp_bench --paired [rounds=5] [seconds=5]
+//                                         vxlan and udp side by side, alternating (see paired())
 //
 // `filter` keeps only the cases whose name contains it (e.g. "udp"). Everything started is
 // stopped by PID and every namespace is deleted when a case ends.
@@ -12,10 +14,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -97,6 +101,52 @@ double processSeconds(pid_t pid) {
   return (ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// Packet and byte counters of every interface in a namespace (`ip -j -s link`), for
+// FLANNEL_BENCH_METRICS=1: the average packet size per interface shows where super packets are
+// cut into segments.
+struct LinkCount {
+  double tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+};
+std::map<std::string, LinkCount> linkCounters(Netns& ns) {
+  std::map<std::string, LinkCount> m;
+  auto out = ns.exec({"ip", "-j", "-s", "link", "show"}, std::chrono::seconds(5));
+  if (!out || !out->success()) {
+    return m;
+  }
+  auto j = nlohmann::json::parse(out->out, nullptr, false);
+  if (!j.is_array()) {
+    return m;
+  }
+  for (const auto& l : j) {
+    if (!l.contains("ifname") || !l.contains("stats64")) {
+      continue;
+    }
+    const auto& s = l["stats64"];
+    m[l["ifname"].get<std::string>()] = {
+        s["tx"]["packets"].get<double>(), s["tx"]["bytes"].get<double>(),
+        s["rx"]["packets"].get<double>(), s["rx"]["bytes"].get<double>()};
+  }
+  return m;
+}
+
+void printLinkDelta(int host, const std::map<std::string, LinkCount>& before,
+                    const std::map<std::string, LinkCount>& after) {
+  for (const auto& [name, a] : after) {
+    LinkCount b;
+    if (auto it = before.find(name); it != before.end()) {
+      b = it->second;
+    }
+    const double tp = a.tx_packets - b.tx_packets;
+    const double rp = a.rx_packets - b.rx_packets;
+    if (tp + rp < 1000) {
+      continue;
+    }
+    std::fprintf(stderr, "  h%d %-12s tx %10.0f pkts avg %6.0f B   rx %10.0f pkts avg %6.0f B\n",
+                 host, name.c_str(), tp, tp > 0 ? (a.tx_bytes - b.tx_bytes) / tp : 0, rp,
+                 rp > 0 ? (a.rx_bytes - b.rx_bytes) / rp : 0);
+  }
+}
+
 struct Run {
   double gbits = 0;
   double machine_cpu = 0;   // CPU seconds, whole machine
@@ -159,6 +209,79 @@ Run iperf(FlannelCluster& c, Netns& from, Netns& to, const std::string& ip, int 
   return r;
 }
 
+std::unique_ptr<FlannelCluster> makeCluster(const Case& k, bool diag) {
+  FlannelClusterSpec spec;
+  spec.hosts = 2;
+  spec.network_config = k.config != nullptr
+                            ? k.config
+                            : R"({"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}})";
+  spec.flanneld_binary = FLANNELD_BINARY;
+  if (diag) {
+    spec.flanneld_args = {"-healthz-port=9099"};
+  }
+  auto c = FlannelCluster::create(spec);
+  if (!c) {
+    throw std::runtime_error(c.error().message);
+  }
+  auto subnets = (*c)->startAllWithPods(20s);
+  if (!subnets) {
+    throw std::runtime_error(subnets.error().message);
+  }
+  return std::move(*c);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// `udp_bench --paired ROUNDS [seconds]`: the vxlan cluster and the udp (fast path) cluster are
+// both up at once, and their iperf3 runs alternate (the order flips every round), so both see the
+// same machine: on this shared 2-core machine the speed drifts by tens of percent within minutes,
+// which made ratios of runs a minute apart meaningless for 4 streams. Prints every run, then the
+// median, lowest and highest of the per-round ratios udp ÷ vxlan.
+int paired(int rounds, int seconds) {
+  const Case& vx = kCases[1];
+  const Case& udp = kCases[2];
+  auto cv = makeCluster(vx, false);
+  auto cu = makeCluster(udp, false);
+  std::printf(
+      "| round | streams | vxlan Gbit/s | udp Gbit/s | udp ÷ vxlan | CPU s per Gbit vxlan / udp "
+      "|\n|---|---|---|---|---|---|\n");
+  std::fflush(stdout);
+  std::map<int, std::vector<double>> ratios;
+  for (int round = 1; round <= rounds; ++round) {
+    for (int streams : {1, 4}) {
+      Run rv;
+      Run ru;
+      auto once = [&](FlannelCluster& c) {
+        return iperf(c, c.pod(1), c.pod(2), c.podIp(2), seconds, streams);
+      };
+      if (round % 2 == 1) {
+        rv = once(*cv);
+        ru = once(*cu);
+      } else {
+        ru = once(*cu);
+        rv = once(*cv);
+      }
+      const double ratio = ru.gbits / rv.gbits;
+      ratios[streams].push_back(ratio);
+      std::printf("| %d | %d | %.2f | %.2f | %.2f | %.3f / %.3f |\n", round, streams, rv.gbits,
+                  ru.gbits, ratio, rv.machine_cpu / (rv.gbits * rv.seconds),
+                  ru.machine_cpu / (ru.gbits * ru.seconds));
+      std::fflush(stdout);
+    }
+  }
+  std::printf(
+      "\n| streams | rounds | udp ÷ vxlan median | lowest | highest |\n|---|---|---|---|---|\n");
+  for (auto& [streams, v] : ratios) {
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    std::printf("| %d | %zu | %.2f | %.2f | %.2f |\n", streams, v.size(), median(v), *lo, *hi);
+  }
+  return 0;
+}
+
 int run(int seconds, const std::string& filter) {
   std::printf(
       "| case | streams | Gbit/s | machine CPU (cores) | CPU s per Gbit | flanneld CPU "
@@ -168,37 +291,31 @@ int run(int seconds, const std::string& filter) {
     if (!filter.empty() && std::string(k.name).find(filter) == std::string::npos) {
       continue;
     }
-    FlannelClusterSpec spec;
-    spec.hosts = 2;
-    spec.network_config = k.config != nullptr
-                              ? k.config
-                              : R"({"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}})";
-    spec.flanneld_binary = FLANNELD_BINARY;
     const bool diag = std::getenv("FLANNEL_BENCH_METRICS") != nullptr;
-    if (diag) {
-      spec.flanneld_args = {"-healthz-port=9099"};
-    }
-    auto c = FlannelCluster::create(spec);
-    if (!c) {
-      throw std::runtime_error(c.error().message);
-    }
-    auto subnets = (*c)->startAllWithPods(20s);
-    if (!subnets) {
-      throw std::runtime_error(subnets.error().message);
-    }
+    auto c = makeCluster(k, diag);
     for (int streams : {1, 4}) {
-      Run r =
-          k.config == nullptr
-              ? iperf(**c, (*c)->host(1), (*c)->host(2), Topology::hostAddress(2), seconds, streams)
-              : iperf(**c, (*c)->pod(1), (*c)->pod(2), (*c)->podIp(2), seconds, streams);
+      std::map<std::string, LinkCount> links[3];
+      if (diag) {
+        for (int h = 1; h <= 2; ++h) {
+          links[h] = linkCounters(c->host(h));
+        }
+      }
+      Run r = k.config == nullptr
+                  ? iperf(*c, c->host(1), c->host(2), Topology::hostAddress(2), seconds, streams)
+                  : iperf(*c, c->pod(1), c->pod(2), c->podIp(2), seconds, streams);
       const double cores = r.machine_cpu / r.seconds;
       std::printf("| %s | %d | %.2f | %.2f | %.3f | %.2f |\n", k.name, streams, r.gbits, cores,
                   r.machine_cpu / (r.gbits * r.seconds), r.flanneld_cpu / r.seconds);
       std::fflush(stdout);
+      if (diag) {
+        for (int h = 1; h <= 2; ++h) {
+          printLinkDelta(h, links[h], linkCounters(c->host(h)));
+        }
+      }
       if (diag && k.config != nullptr) {
         // FLANNEL_BENCH_METRICS=1: the udp data path's counters on both hosts after the run.
         for (int h = 1; h <= 2; ++h) {
-          auto m = (*c)->host(h).exec({"curl", "-s", "http://127.0.0.1:9099/metrics"}, 5s);
+          auto m = c->host(h).exec({"curl", "-s", "http://127.0.0.1:9099/metrics"}, 5s);
           if (m && m->success()) {
             std::istringstream lines(m->out);
             std::string line;
@@ -223,9 +340,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "udp_bench needs root (network namespaces)\n");
     return 2;
   }
-  const int seconds = argc > 1 ? std::atoi(argv[1]) : 5;
-  const std::string filter = argc > 2 ? argv[2] : "";
   try {
+    if (argc > 1 && std::string(argv[1]) == "--paired") {
+      const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
+      const int seconds = argc > 3 ? std::atoi(argv[3]) : 5;
+      return flannel::test::paired(rounds > 0 ? rounds : 5, seconds > 0 ? seconds : 5);
+    }
+    const int seconds = argc > 1 ? std::atoi(argv[1]) : 5;
+    const std::string filter = argc > 2 ? argv[2] : "";
     return flannel::test::run(seconds > 0 ? seconds : 5, filter);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "udp_bench: %s\n", e.what());

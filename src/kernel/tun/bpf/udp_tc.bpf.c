@@ -7,9 +7,11 @@
 //       peer's subnet gets its TTL decremented, an outer IPv4 + UDP header pushed in front, and
 //       is redirected to the device the routing table names for the peer's PublicIP (neighbour
 //       resolved by the kernel). A TCP super packet (TSO) is encapsulated once, as one UDP
-//       tunnel GSO packet; the kernel cuts it in software at the external interface
-//       (bpf_skb_adjust_room marks it SKB_GSO_DODGY, and veth, like most NICs, has no
-//       NETIF_F_GSO_ROBUST), so its segments cross the underlay one by one (seen with perf).
+//       tunnel GSO packet that crosses a veth underlay whole (checked with the interface
+//       counters: ~45-48 kB per packet, as vxlan's) and is cut into datagrams where a device
+//       cannot segment UDP tunnel packets (in software, as for vxlan). bpf_skb_adjust_room marks
+//       it SKB_GSO_DODGY; devices without NETIF_F_GSO_ROBUST (veth, most NICs) only have the
+//       kernel recount its segments (tcp_gso_segment), they do not cut it.
 //   flannel_udp_decap  (ingress of the external interface): a datagram to our address and Port
 //       from an address holding a lease, carrying a well-formed IPv4 packet for our subnet, loses
 //       its outer headers, gets the inner TTL decremented and enters the stack through the TUN
@@ -97,8 +99,9 @@ struct {
   __type(value, __u32);
 } flannel_udp_peers SEC(".maps");
 
-// PublicIP -> bpf_ktime_get_ns() of its last datagram with UDP checksum 0 (refreshed at most once
-// a second).
+// PublicIP -> bpf_ktime_get_coarse_ns() of its last datagram with UDP checksum 0 (refreshed at
+// most once a second). The coarse clock is the last tick's time (good to a few ms) and reads no
+// clock source, which the encap does for every TCP/UDP packet on a virtual external link.
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, 65536);
@@ -198,7 +201,7 @@ int flannel_udp_encap(struct __sk_buff* skb) {
   const __u32 peer = *peer_ptr;
   if ((c->flags & FLANNEL_UDP_L4_IN_USER_SPACE) && l4) {
     __u64* seen = bpf_map_lookup_elem(&flannel_udp_kernel_peers, &peer);
-    if (!seen || bpf_ktime_get_ns() - *seen > FLANNEL_UDP_KERNEL_PEER_NS) {
+    if (!seen || bpf_ktime_get_coarse_ns() - *seen > FLANNEL_UDP_KERNEL_PEER_NS) {
       return TC_ACT_OK;
     }
   }
@@ -338,7 +341,7 @@ int flannel_udp_decap(struct __sk_buff* skb) {
     s->rx_bytes += outer_len;
   }
   if (kernel_sender) {
-    const __u64 now = bpf_ktime_get_ns();
+    const __u64 now = bpf_ktime_get_coarse_ns();
     __u64* seen = bpf_map_lookup_elem(&flannel_udp_kernel_peers, &from);
     if (!seen || now - *seen > FLANNEL_UDP_KERNEL_PEER_REFRESH_NS) {
       bpf_map_update_elem(&flannel_udp_kernel_peers, &from, &now, BPF_ANY);
