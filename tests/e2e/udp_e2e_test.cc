@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <thread>
 #include <tuple>
@@ -296,6 +297,14 @@ class UdpE2e : public ClusterFixture {
   }
 };
 
+// Whether host h's flanneld has libbpf mapped.
+bool mapsLibbpf(FlannelCluster& c, int h) {
+  std::ifstream maps("/proc/" + std::to_string(c.flanneld(h)->pid()) + "/maps");
+  std::string text((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(text.empty()) << "cannot read flanneld's /proc/<pid>/maps";
+  return text.find("libbpf.so") != std::string::npos;
+}
+
 TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
   startUdp(3, kUdpConfig, {"-healthz-port=9099"});
   expectFullMesh();
@@ -320,6 +329,9 @@ TEST_F(UdpE2e, ThreeHostsPodsPingAndTalkTcpOverTheUdpBackend) {
         << page;
   }
   EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("in-kernel fast path attached"));
+  // Attached with tcx links, libbpf (+ libelf, zlib: ~0.5 MB resident) is unloaded again; the
+  // lease maps kept following (h3's counters above need h1's and h2's routes in them).
+  EXPECT_FALSE(mapsLibbpf(*cluster_, 1)) << "libbpf still mapped after the tcx attach";
   // One queue per CPU: with more than one, a peer's datagrams are spread by inner flow.
   if (std::thread::hardware_concurrency() > 1) {
     EXPECT_THAT(cluster_->flanneldLog(1), HasSubstr("steered by inner flow"));
@@ -821,6 +833,7 @@ TEST_F(UdpE2e, LegacyTcFiltersCarryTheTrafficAndAreReplacedAndRemoved) {
   ASSERT_TRUE(pollUntil([&] { return ingressFilters(2) == 1; }, 5s, 100ms))
       << cluster_->flanneldLog(2);
   EXPECT_THAT(cluster_->flanneldLog(2), HasSubstr("attached as classic tc filters"));
+  EXPECT_TRUE(mapsLibbpf(*cluster_, 2)) << "classic filters keep libbpf to remove them at stop";
   expectFullMesh();
   EXPECT_GT(expectTcp(1, 2), 500e6);
   const std::string page = httpGet(cluster_->host(2), 9099, "/metrics");

@@ -4,8 +4,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -79,6 +83,46 @@ struct BpfStats {
   uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
 };
 
+// Once the programs are attached, libbpf has done its part (ELF, BTF, relocations, loading,
+// attaching) and is unloaded: with libelf and zlib it kept ~0.5 MB of an idle daemon resident.
+// What remains are element reads and writes on the maps and test runs, which are single bpf(2)
+// commands (man 2 bpf); these go to the kernel directly. Same convention as libbpf's wrappers:
+// < 0 on failure, with errno set.
+uint64_t bpfPtr(const void* p) {
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p));
+}
+
+int bpfCommand(int cmd, bpf_attr& attr) {
+  return static_cast<int>(::syscall(__NR_bpf, cmd, &attr, sizeof attr));
+}
+
+int mapUpdate(int fd, const void* key, const void* value, uint64_t flags) {
+  bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.map_fd = static_cast<uint32_t>(fd);
+  attr.key = bpfPtr(key);
+  attr.value = bpfPtr(value);
+  attr.flags = flags;
+  return bpfCommand(BPF_MAP_UPDATE_ELEM, attr);
+}
+
+int mapDelete(int fd, const void* key) {
+  bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.map_fd = static_cast<uint32_t>(fd);
+  attr.key = bpfPtr(key);
+  return bpfCommand(BPF_MAP_DELETE_ELEM, attr);
+}
+
+int mapLookup(int fd, const void* key, void* value) {
+  bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.map_fd = static_cast<uint32_t>(fd);
+  attr.key = bpfPtr(key);
+  attr.value = bpfPtr(value);
+  return bpfCommand(BPF_MAP_LOOKUP_ELEM, attr);
+}
+
 struct Api {
   decltype(&::libbpf_set_print) set_print = nullptr;
   decltype(&::bpf_object__open_mem) open_mem = nullptr;
@@ -87,12 +131,8 @@ struct Api {
   decltype(&::bpf_object__find_program_by_name) find_program = nullptr;
   decltype(&::bpf_program__fd) program_fd = nullptr;
   decltype(&::bpf_object__find_map_fd_by_name) find_map_fd = nullptr;
-  decltype(&::bpf_map_update_elem) update = nullptr;
-  decltype(&::bpf_map_delete_elem) remove = nullptr;
-  decltype(&::bpf_map_lookup_elem) lookup = nullptr;
   decltype(&::bpf_link_create) link_create = nullptr;
   decltype(&::libbpf_num_possible_cpus) possible_cpus = nullptr;
-  decltype(&::bpf_prog_test_run_opts) test_run = nullptr;
   decltype(&::bpf_tc_hook_create) tc_hook_create = nullptr;
   decltype(&::bpf_tc_attach) tc_attach = nullptr;
   decltype(&::bpf_tc_detach) tc_detach = nullptr;
@@ -149,8 +189,9 @@ struct TcPath::Impl {
   int routes_fd = -1;
   int peers_fd = -1;
   int stats_fd = -1;
-  int encap_fd = -1;  // owned by the object
+  int encap_fd = -1;
   int decap_fd = -1;
+  bool released = false;  // libbpf unloaded; the fds above are ours (dup()ed from the object's)
   int encap_link = -1;
   int decap_link = -1;
   int cpus = 1;
@@ -174,12 +215,50 @@ struct TcPath::Impl {
         ::close(fd);  // tcx: closing the link detaches the program
       }
     }
+    if (released) {
+      for (int fd : {cfg_fd, routes_fd, peers_fd, stats_fd, encap_fd, decap_fd}) {
+        ::close(fd);
+      }
+    }
     if (object != nullptr) {
       api.close(object);
     }
     if (handle != nullptr) {
       ::dlclose(handle);
     }
+  }
+
+  // Keeps the maps and programs (own fds) and unloads libbpf with the object it parsed. Classic
+  // tc filters keep libbpf: removing them at stop needs it. On failure nothing changes.
+  void release() {
+    if (released || handle == nullptr || legacy_ext != 0) {
+      return;
+    }
+    int* fds[] = {&cfg_fd, &routes_fd, &peers_fd, &stats_fd, &encap_fd, &decap_fd};
+    int copies[std::size(fds)];
+    size_t n = 0;
+    for (; n < std::size(fds); ++n) {
+      copies[n] = ::fcntl(*fds[n], F_DUPFD_CLOEXEC, 0);
+      if (copies[n] < 0) {
+        break;
+      }
+    }
+    if (n != std::size(fds)) {
+      for (size_t i = 0; i < n; ++i) {
+        ::close(copies[i]);
+      }
+      return;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      *fds[i] = copies[i];
+    }
+    released = true;
+    api.close(object);
+    object = nullptr;
+    ::dlclose(handle);
+    handle = nullptr;
+    api = {};
+    ::malloc_trim(0);  // what libbpf freed goes back to the system
   }
 };
 
@@ -248,12 +327,8 @@ Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) 
   bind("bpf_object__find_program_by_name", a.find_program);
   bind("bpf_program__fd", a.program_fd);
   bind("bpf_object__find_map_fd_by_name", a.find_map_fd);
-  bind("bpf_map_update_elem", a.update);
-  bind("bpf_map_delete_elem", a.remove);
-  bind("bpf_map_lookup_elem", a.lookup);
   bind("bpf_link_create", a.link_create);
   bind("libbpf_num_possible_cpus", a.possible_cpus);
-  bind("bpf_prog_test_run_opts", a.test_run);
   bind("bpf_tc_hook_create", a.tc_hook_create);
   bind("bpf_tc_attach", a.tc_attach);
   bind("bpf_tc_detach", a.tc_detach);
@@ -284,7 +359,7 @@ Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) 
 
   const BpfConfig cfg = bpfConfig(options, std::nullopt);
   const uint32_t zero = 0;
-  if (a.update(impl->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
+  if (mapUpdate(impl->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
     return failedStep("writing the config map", errno);
   }
   impl->encap_fd = a.program_fd(encap);
@@ -347,31 +422,34 @@ Result<std::unique_ptr<TcPath>> TcPath::attach(const UdpFastPathOptions& options
     return failedStep(fmt::format("attaching to the ingress of ifindex {}", options.ext_ifindex),
                       -impl.decap_link);
   }
+  impl.release();
   return path;
 }
 
 Result<TcPath::Verdict> TcPath::testDecap(std::span<const std::byte> frame, uint32_t repeat) const {
   std::vector<std::byte> out(frame.size() + 256);
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof opts;
-  opts.data_in = frame.data();
-  opts.data_size_in = static_cast<uint32_t>(frame.size());
-  opts.data_out = out.data();
-  opts.data_size_out = static_cast<uint32_t>(out.size());
-  opts.repeat = std::max<uint32_t>(repeat, 1);
-  if (int r = impl_->api.test_run(impl_->decap_fd, &opts); r < 0) {
-    return makeError(Errc::Kernel, fmt::format("BPF_PROG_TEST_RUN: {}", std::strerror(-r)), -r);
+  bpf_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.test.prog_fd = static_cast<uint32_t>(impl_->decap_fd);
+  attr.test.data_in = bpfPtr(frame.data());
+  attr.test.data_size_in = static_cast<uint32_t>(frame.size());
+  attr.test.data_out = bpfPtr(out.data());
+  attr.test.data_size_out = static_cast<uint32_t>(out.size());
+  attr.test.repeat = std::max<uint32_t>(repeat, 1);
+  if (bpfCommand(BPF_PROG_TEST_RUN, attr) < 0) {
+    const int err = errno;
+    return makeError(Errc::Kernel, fmt::format("BPF_PROG_TEST_RUN: {}", std::strerror(err)), err);
   }
-  out.resize(std::min<size_t>(opts.data_size_out, out.size()));
-  return Verdict{.action = static_cast<int>(opts.retval),
+  out.resize(std::min<size_t>(attr.test.data_size_out, out.size()));
+  return Verdict{.action = static_cast<int>(attr.test.retval),
                  .frame = std::move(out),
-                 .ns_per_run = opts.duration};
+                 .ns_per_run = attr.test.duration};
 }
 
 Result<void> TcPath::enable(Ip4 own_network, uint8_t own_prefix) {
   const BpfConfig cfg = bpfConfig(options_, std::pair{own_network, own_prefix});
   const uint32_t zero = 0;
-  if (impl_->api.update(impl_->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
+  if (mapUpdate(impl_->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
     return makeError(Errc::Kernel,
                      fmt::format("tc BPF fast path: config map: {}", std::strerror(errno)), errno);
   }
@@ -379,7 +457,6 @@ Result<void> TcPath::enable(Ip4 own_network, uint8_t own_prefix) {
 }
 
 Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
-  const Api& a = impl_->api;
   std::map<std::pair<uint32_t, uint8_t>, uint32_t> routes;
   std::map<uint32_t, uint32_t> peers;
   for (const auto& e : entries) {
@@ -404,7 +481,7 @@ Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
     if (it == routes_.end() || it->second != peer) {
       const BpfLpmKey key = lpmKey(k);
       const uint32_t value = htonl(peer);
-      if (ok(a.update(impl_->routes_fd, &key, &value, BPF_ANY))) {
+      if (ok(mapUpdate(impl_->routes_fd, &key, &value, BPF_ANY))) {
         routes_[k] = peer;
       }
     }
@@ -413,7 +490,7 @@ Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
     auto it = peers_.find(ip);
     if (it == peers_.end() || it->second != n) {
       const uint32_t key = htonl(ip);
-      if (ok(a.update(impl_->peers_fd, &key, &n, BPF_ANY))) {
+      if (ok(mapUpdate(impl_->peers_fd, &key, &n, BPF_ANY))) {
         peers_[ip] = n;
       }
     }
@@ -423,14 +500,14 @@ Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
       return false;
     }
     const BpfLpmKey key = lpmKey(kv.first);
-    return ok(a.remove(impl_->routes_fd, &key));
+    return ok(mapDelete(impl_->routes_fd, &key));
   });
   std::erase_if(peers_, [&](const auto& kv) {
     if (peers.contains(kv.first)) {
       return false;
     }
     const uint32_t key = htonl(kv.first);
-    return ok(a.remove(impl_->peers_fd, &key));
+    return ok(mapDelete(impl_->peers_fd, &key));
   });
   if (err != 0) {
     return makeError(
@@ -444,7 +521,7 @@ UdpFastPathStats TcPath::stats() const {
   UdpFastPathStats out;
   std::vector<BpfStats> per_cpu(static_cast<size_t>(impl_->cpus));
   const uint32_t zero = 0;
-  if (impl_->api.lookup(impl_->stats_fd, &zero, per_cpu.data()) < 0) {
+  if (mapLookup(impl_->stats_fd, &zero, per_cpu.data()) < 0) {
     return out;
   }
   for (const auto& s : per_cpu) {

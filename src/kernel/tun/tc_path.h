@@ -10,9 +10,11 @@
 //
 // The programs are attached with tcx links (Linux ≥ 6.6), which belong to this process: when
 // flanneld exits or dies, the kernel detaches them, so nothing stale stays on the external
-// interface. libbpf (Debian package libbpf1) is loaded with dlopen() only while the fast path is
-// attached; without it, without tcx, or without the right to load BPF programs, TcPath::attach
-// fails with the reason and the backend runs on the user-space path alone.
+// interface. libbpf (Debian package libbpf1) is loaded with dlopen() to load and attach the
+// programs and unloaded once they are attached with tcx links (map updates and reads are single
+// bpf(2) commands after that; classic tc filters keep it loaded to remove them at stop); without
+// it, without tcx, or without the right to load BPF programs, TcPath::attach fails with the reason
+// and the backend runs on the user-space path alone.
 //
 // Thread safety: one control thread; the kernel reads the maps concurrently (each map element
 // is replaced atomically).
