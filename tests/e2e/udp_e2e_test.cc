@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <array>
 #include <cstring>
@@ -23,6 +24,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <sstream>
 #include <thread>
 #include <tuple>
 
@@ -729,6 +731,118 @@ TEST_F(UdpE2e, CompleteChecksumsToAUserSpacePeerOnTheKernelPath) {
 TEST_F(UdpE2e, CompleteChecksumsToAUserSpacePeerOnTheUserSpacePath) {
   checksumsToAUserSpacePeer(
       R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "TcBpf": false}})", false);
+}
+
+// TCP "Tcp:" counter `name` of a namespace (/proc/net/snmp), or -1.
+long tcpCounter(Netns& ns, const std::string& name) {
+  auto r = ns.exec({"cat", "/proc/net/snmp"});
+  if (!r || !r->success()) {
+    return -1;
+  }
+  std::istringstream in(r->out);
+  std::string header;
+  std::string values;
+  while (std::getline(in, header) && std::getline(in, values)) {
+    if (!header.starts_with("Tcp:")) {
+      continue;
+    }
+    std::istringstream hs(header);
+    std::istringstream vs(values);
+    std::string h;
+    std::string v;
+    while (hs >> h && vs >> v) {
+      if (h == name) {
+        return std::stol(v);
+      }
+    }
+  }
+  return -1;
+}
+
+// Packets and bytes `dir` ("tx" or "rx") of device `dev` in a namespace, from `ip -s -j link`.
+std::pair<double, double> linkCount(Netns& ns, const std::string& dev, const std::string& dir) {
+  auto r = ns.exec({"ip", "-s", "-j", "link", "show", "dev", dev});
+  if (!r || !r->success()) {
+    ADD_FAILURE() << "ip -s link show " << dev << ": " << (r ? r->err : r.error().message);
+    return {0, 0};
+  }
+  const auto j = nlohmann::json::parse(r->out, nullptr, false);
+  if (!j.is_array() || j.empty() || !j[0].contains("stats64")) {
+    ADD_FAILURE() << "unexpected ip -j output: " << r->out;
+    return {0, 0};
+  }
+  const auto& c = j[0]["stats64"][dir];
+  return {c["packets"].get<double>(), c["bytes"].get<double>()};
+}
+
+// The decap program hands the stack TCP super packets that still carry the sender's UDP tunnel
+// GSO type (bpf_skb_adjust_room clears it only with the BPF_F_ADJ_ROOM_DECAP_L4_UDP flag, newer
+// than this 6.18 kernel). Where a device on the way cannot take them whole, the kernel cuts them in
+// software: here the host side of pod 2's link with segmentation and then checksum offload switched
+// off. Every segment must reach pod 2 intact (no TCP checksum errors) at full speed.
+TEST_F(UdpE2e, DecapsulatedSuperPacketsAreCutCorrectlyWhereTheNextLinkCannotSegment) {
+  startUdp(2, kUdpConfig, {"-healthz-port=9099"});
+  expectFullMesh();
+  for (const std::vector<std::string>& off : {std::vector<std::string>{"tso", "off", "gso", "off"},
+                                              std::vector<std::string>{"tx", "off"}}) {
+    std::vector<std::string> argv = {"ethtool", "-K", "vpod"};
+    argv.insert(argv.end(), off.begin(), off.end());
+    auto r = cluster_->host(2).exec(argv);
+    ASSERT_TRUE(r && r->success()) << (r ? r->err : r.error().message);
+    const long errors_before = tcpCounter(cluster_->pod(2), "InCsumErrors");
+    const std::string before = httpGet(cluster_->host(2), 9099, "/metrics");
+    const auto in0 = linkCount(cluster_->host(2), "eth0", "rx");
+    const auto out0 = linkCount(cluster_->host(2), "vpod", "tx");
+    EXPECT_GT(expectTcp(1, 2), 500e6) << off[0];
+    const auto in1 = linkCount(cluster_->host(2), "eth0", "rx");
+    const auto out1 = linkCount(cluster_->host(2), "vpod", "tx");
+    const std::string after = httpGet(cluster_->host(2), 9099, "/metrics");
+    // Super packets came in whole (the veth underlay carries them) and left cut.
+    EXPECT_GT((in1.second - in0.second) / std::max(1.0, in1.first - in0.first), 8000) << off[0];
+    EXPECT_LT((out1.second - out0.second) / std::max(1.0, out1.first - out0.first), 1600) << off[0];
+    EXPECT_GT(metric(after, "flannel_udp_tc_rx_packets_total") -
+                  metric(before, "flannel_udp_tc_rx_packets_total"),
+              1000)
+        << "the kernel path carried the test\n"
+        << after;
+    ASSERT_GE(errors_before, 0);
+    EXPECT_EQ(tcpCounter(cluster_->pod(2), "InCsumErrors"), errors_before) << off[0];
+  }
+}
+
+// The other end: an external interface that cannot segment UDP tunnel packets (most NICs
+// without tunnel offloads) makes the kernel cut the encap program's super packets in software.
+// Every datagram must still be a well-formed flannel datagram that the peer's decap takes.
+TEST_F(UdpE2e, EncapsulatedSuperPacketsCutInSoftwareAreWellFormedDatagrams) {
+  startUdp(2, kUdpConfig, {"-healthz-port=9099"});
+  expectFullMesh();
+  auto r = cluster_->host(1).exec({"ethtool", "-K", "eth0", "tx-udp_tnl-segmentation", "off"});
+  ASSERT_TRUE(r && r->success()) << (r ? r->err : r.error().message);
+  const long errors_before = tcpCounter(cluster_->pod(2), "InCsumErrors");
+  const std::string before = httpGet(cluster_->host(2), 9099, "/metrics");
+  const auto in0 = linkCount(cluster_->host(2), "eth0", "rx");
+  EXPECT_GT(expectTcp(1, 2), 500e6);
+  const auto in1 = linkCount(cluster_->host(2), "eth0", "rx");
+  const std::string after = httpGet(cluster_->host(2), 9099, "/metrics");
+  // Cut on the way out (one datagram per segment arrives) and all taken by the kernel path.
+  const double datagrams = in1.first - in0.first;
+  EXPECT_LT((in1.second - in0.second) / std::max(1.0, datagrams), 1600);
+  const double taken = metric(after, "flannel_udp_tc_rx_packets_total") -
+                       metric(before, "flannel_udp_tc_rx_packets_total");
+  EXPECT_GT(taken, 0.95 * datagrams) << after;
+  auto drops = [](const std::string& page) {  // all reasons
+    double sum = 0;
+    std::istringstream lines(page);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.starts_with("flannel_udp_dropped_packets_total{")) {
+        sum += std::stod(line.substr(line.rfind(' ') + 1));
+      }
+    }
+    return sum;
+  };
+  EXPECT_EQ(drops(after), drops(before)) << after;
+  ASSERT_GE(errors_before, 0);
+  EXPECT_EQ(tcpCounter(cluster_->pod(2), "InCsumErrors"), errors_before);
 }
 
 // On real NICs datagrams arrive one by one, and a NIC with GRO merges those from one sender for
