@@ -733,8 +733,8 @@ TEST_F(UdpE2e, CompleteChecksumsToAUserSpacePeerOnTheUserSpacePath) {
       R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "TcBpf": false}})", false);
 }
 
-// TCP "Tcp:" counter `name` of a namespace (/proc/net/snmp), or -1.
-long tcpCounter(Netns& ns, const std::string& name) {
+// Counter `name` of table `table` ("Ip", "Tcp", ...) in a namespace's /proc/net/snmp, or -1.
+long snmpCounter(Netns& ns, const std::string& table, const std::string& name) {
   auto r = ns.exec({"cat", "/proc/net/snmp"});
   if (!r || !r->success()) {
     return -1;
@@ -743,7 +743,7 @@ long tcpCounter(Netns& ns, const std::string& name) {
   std::string header;
   std::string values;
   while (std::getline(in, header) && std::getline(in, values)) {
-    if (!header.starts_with("Tcp:")) {
+    if (!header.starts_with(table + ":")) {
       continue;
     }
     std::istringstream hs(header);
@@ -789,7 +789,7 @@ TEST_F(UdpE2e, DecapsulatedSuperPacketsAreCutCorrectlyWhereTheNextLinkCannotSegm
     argv.insert(argv.end(), off.begin(), off.end());
     auto r = cluster_->host(2).exec(argv);
     ASSERT_TRUE(r && r->success()) << (r ? r->err : r.error().message);
-    const long errors_before = tcpCounter(cluster_->pod(2), "InCsumErrors");
+    const long errors_before = snmpCounter(cluster_->pod(2), "Tcp", "InCsumErrors");
     const std::string before = httpGet(cluster_->host(2), 9099, "/metrics");
     const auto in0 = linkCount(cluster_->host(2), "eth0", "rx");
     const auto out0 = linkCount(cluster_->host(2), "vpod", "tx");
@@ -806,7 +806,7 @@ TEST_F(UdpE2e, DecapsulatedSuperPacketsAreCutCorrectlyWhereTheNextLinkCannotSegm
         << "the kernel path carried the test\n"
         << after;
     ASSERT_GE(errors_before, 0);
-    EXPECT_EQ(tcpCounter(cluster_->pod(2), "InCsumErrors"), errors_before) << off[0];
+    EXPECT_EQ(snmpCounter(cluster_->pod(2), "Tcp", "InCsumErrors"), errors_before) << off[0];
   }
 }
 
@@ -818,7 +818,7 @@ TEST_F(UdpE2e, EncapsulatedSuperPacketsCutInSoftwareAreWellFormedDatagrams) {
   expectFullMesh();
   auto r = cluster_->host(1).exec({"ethtool", "-K", "eth0", "tx-udp_tnl-segmentation", "off"});
   ASSERT_TRUE(r && r->success()) << (r ? r->err : r.error().message);
-  const long errors_before = tcpCounter(cluster_->pod(2), "InCsumErrors");
+  const long errors_before = snmpCounter(cluster_->pod(2), "Tcp", "InCsumErrors");
   const std::string before = httpGet(cluster_->host(2), 9099, "/metrics");
   const auto in0 = linkCount(cluster_->host(2), "eth0", "rx");
   EXPECT_GT(expectTcp(1, 2), 500e6);
@@ -842,7 +842,39 @@ TEST_F(UdpE2e, EncapsulatedSuperPacketsCutInSoftwareAreWellFormedDatagrams) {
   };
   EXPECT_EQ(drops(after), drops(before)) << after;
   ASSERT_GE(errors_before, 0);
-  EXPECT_EQ(tcpCounter(cluster_->pod(2), "InCsumErrors"), errors_before);
+  EXPECT_EQ(snmpCounter(cluster_->pod(2), "Tcp", "InCsumErrors"), errors_before);
+}
+
+// On a routed underlay the next hop is a router, not the peer: the encap program must send the
+// datagrams to the next hop of the routing table. Here h1 reaches h2 through the switch
+// namespace's router (a /32 route via 192.168.91.1), and h1's neighbour entry for h2 itself
+// names a MAC address nobody has, so datagrams sent to h2 "directly" are lost.
+TEST_F(UdpE2e, KernelPathSendsToTheRoutingTablesNextHop) {
+  startUdp(2, kUdpConfig, {"-healthz-port=9099"});
+  expectFullMesh();
+  Netns& router = cluster_->topology().switchNs();
+  const std::string h2 = Topology::hostAddress(2);
+  auto run = [](Netns& ns, std::vector<std::string> argv) {
+    auto r = ns.exec(argv);
+    ASSERT_TRUE(r && r->success()) << argv[0] << ": " << (r ? r->err : r.error().message);
+  };
+  run(router, {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+               "net.ipv4.conf.br0.send_redirects=0"});
+  run(cluster_->host(1), {"ip", "route", "add", h2 + "/32", "via", Topology::kRouterAddress});
+  run(cluster_->host(1), {"ip", "neigh", "replace", h2, "lladdr", "02:00:5e:00:53:99", "dev",
+                          "eth0", "nud", "permanent"});
+  const long forwarded_before = snmpCounter(router, "Ip", "ForwDatagrams");
+  const std::string before = httpGet(cluster_->host(1), 9099, "/metrics");
+  EXPECT_GT(expectTcp(1, 2), 500e6);
+  const std::string after = httpGet(cluster_->host(1), 9099, "/metrics");
+  EXPECT_GT(metric(after, "flannel_udp_tc_tx_packets_total") -
+                metric(before, "flannel_udp_tc_tx_packets_total"),
+            1000)
+      << "the kernel path carried the test\n"
+      << after;
+  ASSERT_GE(forwarded_before, 0);
+  EXPECT_GT(snmpCounter(router, "Ip", "ForwDatagrams") - forwarded_before, 1000)
+      << "the datagrams went through the router";
 }
 
 // On real NICs datagrams arrive one by one, and a NIC with GRO merges those from one sender for

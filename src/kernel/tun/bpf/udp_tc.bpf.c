@@ -224,6 +224,10 @@ int flannel_udp_encap(struct __sk_buff* skb) {
     return TC_ACT_OK;
   }
   const __u32 out_ifindex = fib.ifindex;
+  // The lookup left the next hop (the gateway, or the peer itself on a shared link) in
+  // ipv4_dst, also when the neighbour is not known yet: handing it to bpf_redirect_neigh saves
+  // the kernel a second route lookup per packet.
+  struct bpf_redir_neigh next_hop = {.nh_family = 2 /* AF_INET */, .ipv4_nh = fib.ipv4_dst};
   const __u8 ttl = ip->ttl;
   const __u8 proto = ip->protocol;
   // Room first: where the kernel cannot encapsulate (a UDP super packet, say), the packet goes
@@ -273,7 +277,7 @@ int flannel_udp_encap(struct __sk_buff* skb) {
     s->tx_packets += segs;
     s->tx_bytes += len;
   }
-  return bpf_redirect_neigh(out_ifindex, 0, 0, 0);
+  return bpf_redirect_neigh(out_ifindex, &next_hop, sizeof(next_hop), 0);
 }
 
 SEC("tc")
