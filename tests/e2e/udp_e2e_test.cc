@@ -788,7 +788,10 @@ TEST_F(UdpE2e, DecapsulatedSuperPacketsAreCutCorrectlyWhereTheNextLinkCannotSegm
     std::vector<std::string> argv = {"ethtool", "-K", "vpod"};
     argv.insert(argv.end(), off.begin(), off.end());
     auto r = cluster_->host(2).exec(argv);
-    ASSERT_TRUE(r && r->success()) << (r ? r->err : r.error().message);
+    ASSERT_TRUE(r) << r.error().message;
+    if (!r->success()) {
+      GTEST_SKIP() << "this kernel's veth cannot switch " << off[0] << " off: " << r->err;
+    }
     const long errors_before = snmpCounter(cluster_->pod(2), "Tcp", "InCsumErrors");
     const std::string before = httpGet(cluster_->host(2), 9099, "/metrics");
     const auto in0 = linkCount(cluster_->host(2), "eth0", "rx");
@@ -817,7 +820,10 @@ TEST_F(UdpE2e, EncapsulatedSuperPacketsCutInSoftwareAreWellFormedDatagrams) {
   startUdp(2, kUdpConfig, {"-healthz-port=9099"});
   expectFullMesh();
   auto r = cluster_->host(1).exec({"ethtool", "-K", "eth0", "tx-udp_tnl-segmentation", "off"});
-  ASSERT_TRUE(r && r->success()) << (r ? r->err : r.error().message);
+  ASSERT_TRUE(r) << r.error().message;
+  if (!r->success()) {
+    GTEST_SKIP() << "this kernel's veth cannot switch UDP tunnel segmentation off: " << r->err;
+  }
   const long errors_before = snmpCounter(cluster_->pod(2), "Tcp", "InCsumErrors");
   const std::string before = httpGet(cluster_->host(2), 9099, "/metrics");
   const auto in0 = linkCount(cluster_->host(2), "eth0", "rx");
