@@ -879,7 +879,9 @@ TEST_F(UdpE2e, KernelPathSendsToTheRoutingTablesNextHop) {
       << "the kernel path carried the test\n"
       << after;
   ASSERT_GE(forwarded_before, 0);
-  EXPECT_GT(snmpCounter(router, "Ip", "ForwDatagrams") - forwarded_before, 1000)
+  // The router counts a super packet once (tens of kB each): 100 is far below what 1 s of TCP at
+  // 500 Mbit/s makes, and far above the few packets that reach it otherwise.
+  EXPECT_GT(snmpCounter(router, "Ip", "ForwDatagrams") - forwarded_before, 100)
       << "the datagrams went through the router";
 }
 
