@@ -242,6 +242,23 @@ class UdpE2e : public ClusterFixture {
     return false;
   }
   void wireFormatAndDrops(const std::string& config, bool kernel_path);
+  void smallerPathMtu(const std::string& config);
+
+  // Runs a command in a namespace, failing the test if it does not succeed.
+  static void mustRun(Netns& ns, const std::vector<std::string>& argv) {
+    auto r = ns.exec(argv);
+    ASSERT_TRUE(r && r->success()) << argv[0] << ": " << (r ? r->err : r.error().message);
+  }
+
+  // h1 reaches h2 through the switch namespace as a router (forwarding on, no ICMP redirects
+  // that would send h1 straight to h2): a /32 route on h1 via 192.168.91.1.
+  void routeH1ToH2ThroughTheRouter() {
+    mustRun(cluster_->topology().switchNs(),
+            {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+             "net.ipv4.conf.br0.send_redirects=0"});
+    mustRun(cluster_->host(1), {"ip", "route", "add", Topology::hostAddress(2) + "/32", "via",
+                                Topology::kRouterAddress});
+  }
   void checksumsToAUserSpacePeer(const std::string& config, bool kernel_path);
 
   static constexpr uint32_t kTcxIngress = 46;  // BPF_TCX_INGRESS (linux/bpf.h of Linux 6.6)
@@ -872,15 +889,12 @@ TEST_F(UdpE2e, KernelPathSendsToTheRoutingTablesNextHop) {
   expectFullMesh();
   Netns& router = cluster_->topology().switchNs();
   const std::string h2 = Topology::hostAddress(2);
-  auto run = [](Netns& ns, std::vector<std::string> argv) {
-    auto r = ns.exec(argv);
-    ASSERT_TRUE(r && r->success()) << argv[0] << ": " << (r ? r->err : r.error().message);
-  };
-  run(router, {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
-               "net.ipv4.conf.br0.send_redirects=0"});
-  run(cluster_->host(1), {"ip", "route", "add", h2 + "/32", "via", Topology::kRouterAddress});
-  run(cluster_->host(1), {"ip", "neigh", "replace", h2, "lladdr", "02:00:5e:00:53:99", "dev",
-                          "eth0", "nud", "permanent"});
+  routeH1ToH2ThroughTheRouter();
+  mustRun(cluster_->host(1), {"ip", "neigh", "replace", h2, "lladdr", "02:00:5e:00:53:99", "dev",
+                              "eth0", "nud", "permanent"});
+  if (HasFatalFailure()) {
+    return;
+  }
   const long forwarded_before = snmpCounter(router, "Ip", "ForwDatagrams");
   const std::string before = httpGet(cluster_->host(1), 9099, "/metrics");
   EXPECT_GT(expectTcp(1, 2), 500e6);
@@ -895,6 +909,39 @@ TEST_F(UdpE2e, KernelPathSendsToTheRoutingTablesNextHop) {
   // 500 Mbit/s makes, and far above the few packets that reach it otherwise.
   EXPECT_GT(snmpCounter(router, "Ip", "ForwDatagrams") - forwarded_before, 100)
       << "the datagrams went through the router";
+}
+
+// An underlay path with a smaller MTU than the external interface (a tunnel or WAN link between
+// two sites): h1 reaches h2 through the switch namespace's router, whose route to h2 has MTU
+// 1400, so full-size datagrams (1500 bytes, DF) get ICMP "fragmentation needed" back. As with Go
+// flannel's socket, h1 must then fragment later datagrams (h2 reassembles them) instead of
+// losing them: TCP between the pods keeps flowing and a ping of 1400 bytes gets through.
+void UdpE2e::smallerPathMtu(const std::string& config) {
+  startUdp(2, config, {"-healthz-port=9099"});
+  expectFullMesh();
+  const std::string h2 = Topology::hostAddress(2);
+  routeH1ToH2ThroughTheRouter();
+  mustRun(cluster_->topology().switchNs(),
+          {"ip", "route", "add", h2 + "/32", "dev", "br0", "mtu", "lock", "1400"});
+  if (HasFatalFailure()) {
+    return;
+  }
+  // The first full-size datagrams are lost and bring the ICMP error; then it must work.
+  const bool pinged = cluster_->pod(1).ping(cluster_->podIp(2), 10s, 1400).has_value();
+  EXPECT_TRUE(pinged) << "no 1400-byte ping through the 1400-MTU path\n"
+                      << cluster_->flanneldLog(1);
+  EXPECT_GT(expectTcp(1, 2), 200e6);  // 1.2-1.4 Gbit/s here, fragments and all
+  auto cache = cluster_->host(1).exec({"ip", "route", "get", h2});
+  ASSERT_TRUE(cache && cache->success());
+  EXPECT_THAT(cache->out, HasSubstr("mtu 1400")) << "h1 learned the path MTU";
+}
+
+TEST_F(UdpE2e, ASmallerPathMtuIsHonouredOnTheKernelPath) {
+  smallerPathMtu(kUdpConfig);
+}
+
+TEST_F(UdpE2e, ASmallerPathMtuIsHonouredOnTheUserSpacePath) {
+  smallerPathMtu(R"({"Network": "10.5.0.0/16", "Backend": {"Type": "udp", "TcBpf": false}})");
 }
 
 // On real NICs datagrams arrive one by one, and a NIC with GRO merges those from one sender for

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -233,7 +234,8 @@ Result<int> Netns::openSocket(int domain, int type, int protocol) {
   return sock;
 }
 
-Result<void> Netns::ping(const std::string& ipv4, std::chrono::milliseconds timeout) {
+Result<void> Netns::ping(const std::string& ipv4, std::chrono::milliseconds timeout,
+                         size_t data_bytes) {
   const auto ctx = fmt::format("ping {} from {}", ipv4, name_);
   sockaddr_in dst{};
   dst.sin_family = AF_INET;
@@ -248,11 +250,12 @@ Result<void> Netns::ping(const std::string& ipv4, std::chrono::milliseconds time
   const uint16_t id = static_cast<uint16_t>((::getpid() & 0xff) << 8 | (++g_icmp_id & 0xff));
   const auto deadline = Clock::now() + timeout;
   uint16_t seq = 0;
+  std::vector<uint8_t> buf(65536);
   Result<void> result =
       makeError(Errc::Timeout, fmt::format("{}: no reply within {} ms", ctx, timeout.count()));
   while (Clock::now() < deadline) {
     ++seq;
-    std::array<uint8_t, 16> req{};
+    std::vector<uint8_t> req(8 + std::clamp<size_t>(data_bytes, 8, 65000), 0);
     req[0] = ICMP_ECHO;
     req[4] = static_cast<uint8_t>(id >> 8);
     req[5] = static_cast<uint8_t>(id & 0xff);
@@ -274,7 +277,7 @@ Result<void> Netns::ping(const std::string& ipv4, std::chrono::milliseconds time
       if (::poll(&pfd, 1, static_cast<int>(std::max<long long>(1, left.count()))) <= 0) {
         continue;
       }
-      std::array<uint8_t, 1500> buf{};
+
       sockaddr_in from{};
       socklen_t from_len = sizeof from;
       const ssize_t n = ::recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT,

@@ -64,9 +64,11 @@ class Netns {
   Result<int> openSocket(int domain, int type, int protocol);
 
   // One ICMP echo round trip from inside this namespace to `ipv4` (raw socket; retried every
-  // 200 ms until `timeout`). Errc::Timeout if no reply came.
+  // 200 ms until `timeout`) with `data_bytes` of echo data ("flannel!" then zeros; at least 8).
+  // Errc::Timeout if no reply came.
   Result<void> ping(const std::string& ipv4,
-                    std::chrono::milliseconds timeout = std::chrono::seconds(3));
+                    std::chrono::milliseconds timeout = std::chrono::seconds(3),
+                    size_t data_bytes = 8);
 
   // Kills what is inside and deletes the namespace. Idempotent.
   Result<void> destroy();

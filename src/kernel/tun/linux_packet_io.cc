@@ -187,21 +187,26 @@ class LinuxUdpSocket final : public UdpBatchSocket {
         i = j;
         continue;
       }
-      std::array<Datagram, 64> parts;
-      bool whole = true;
-      for (size_t off = 0; off < d.data.size();) {
-        size_t n = 0;
-        for (; n < parts.size() && off < d.data.size(); ++n) {
-          const size_t len = std::min<size_t>(d.segment, d.data.size() - off);
-          parts[n] = Datagram{.to = d.to, .data = d.data.subspan(off, len), .segment = 0};
-          off += len;
-        }
-        whole = sendBatch({parts.data(), n}) == static_cast<int>(n) && whole;
-      }
-      ok += whole ? 1 : 0;
+      ok += sendRunSplit(d) ? 1 : 0;
       ++i;
     }
     return ok;
+  }
+
+  // A run sent as one datagram per segment, without GSO. True if every one went out.
+  bool sendRunSplit(const Datagram& d) {
+    std::array<Datagram, 64> parts;
+    bool whole = true;
+    for (size_t off = 0; off < d.data.size();) {
+      size_t n = 0;
+      for (; n < parts.size() && off < d.data.size(); ++n) {
+        const size_t len = std::min<size_t>(d.segment, d.data.size() - off);
+        parts[n] = Datagram{.to = d.to, .data = d.data.subspan(off, len), .segment = 0};
+        off += len;
+      }
+      whole = sendBatch({parts.data(), n}) == static_cast<int>(n) && whole;
+    }
+    return whole;
   }
 
   int sendBatch(std::span<const Datagram> out) {
@@ -236,6 +241,19 @@ class LinuxUdpSocket final : public UdpBatchSocket {
       if (sent < 0) {
         const int err = errno;
         if (err == EINTR) {
+          continue;
+        }
+        const Datagram& failed = out[done];
+        if ((err == EMSGSIZE || err == EINVAL) && gso_ && failed.segment > 0 &&
+            failed.data.size() > failed.segment) {
+          // The path to this peer has a smaller MTU than its segments (ICMP "fragmentation
+          // needed" taught the kernel so), and GSO never fragments: these segments go as
+          // single datagrams, which the kernel fragments (as for Go flannel's socket). Only
+          // this run: other peers keep GSO.
+          if (!sendRunSplit(failed)) {
+            ++refused;
+          }
+          ++done;
           continue;
         }
         if (err == EIO && gso_) {

@@ -205,6 +205,25 @@ int flannel_udp_encap(struct __sk_buff* skb) {
       return TC_ACT_OK;
     }
   }
+  // The length of each datagram on the wire: one per GSO segment (inner headers + gso_size).
+  // The route lookup below compares it with the path MTU, which includes what ICMP
+  // "fragmentation needed" taught the kernel about the way to the peer.
+  __u32 wire_len = skb->len;
+  if (skb->gso_size != 0) {
+    if (ip->protocol != IPPROTO_TCP) {
+      return TC_ACT_OK;  // UDP super packets: user space cuts them
+    }
+    const __u32 ihl = ip->ihl * 4;
+    __u8* tcp = (__u8*)ip + ihl;
+    if ((void*)(tcp + 13) > end) {
+      return TC_ACT_OK;
+    }
+    wire_len = ihl + (tcp[12] >> 4) * 4 + skb->gso_size;
+  }
+  wire_len += OUTER_LEN;
+  if (wire_len > 0xffff) {
+    return TC_ACT_OK;
+  }
   const __u32 local = c->local_ip;
   const __u16 port = c->port;
   // The device the routing table sends the datagram out of, as for user space's socket (the
@@ -217,10 +236,13 @@ int flannel_udp_encap(struct __sk_buff* skb) {
       .dport = port,
       .ipv4_src = local,
       .ipv4_dst = peer,
+      .tot_len = wire_len,
       .ifindex = c->ext_ifindex,
   };
   const long route = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
   if (route != BPF_FIB_LKUP_RET_SUCCESS && route != BPF_FIB_LKUP_RET_NO_NEIGH) {
+    // Also BPF_FIB_LKUP_RET_FRAG_NEEDED: the datagrams would not fit the path MTU with DF set;
+    // user space's socket sends them and the kernel fragments them, as for Go flannel.
     return TC_ACT_OK;
   }
   const __u32 out_ifindex = fib.ifindex;
