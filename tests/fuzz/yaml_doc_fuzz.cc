@@ -1,6 +1,8 @@
 // Fuzz target: kubeconfig text through YamlDoc (store/kube/yaml_doc.h, libyaml's loader). Parsing
 // must be total (a document or an error naming line and column), and every node of a document
-// must be readable; aliases may form cycles ("&a [*a]"), so the walk is bounded in depth.
+// must be readable; aliases may form cycles ("&a [*a]") and make a small document a huge tree
+// ("&b {name: *b, user: *b, ...}": every level multiplies the paths), so the walk is bounded in
+// depth and in the number of nodes it visits.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,8 +14,8 @@ namespace {
 
 using flannel::store::kube::YamlDoc;
 
-void walk(const YamlDoc::Node& n, int depth) {
-  if (depth > 32 || !n) {
+void walk(const YamlDoc::Node& n, int depth, int& budget) {
+  if (depth > 32 || !n || --budget < 0) {
     return;
   }
   (void)n.isNull();
@@ -29,10 +31,10 @@ void walk(const YamlDoc::Node& n, int depth) {
     std::abort();  // only scalars have text
   }
   for (const auto& item : n.items()) {
-    walk(item, depth + 1);
+    walk(item, depth + 1, budget);
   }
   for (const char* key : {"name", "cluster", "user", "server", ""}) {
-    walk(n[key], depth + 1);
+    walk(n[key], depth + 1, budget);
   }
 }
 
@@ -47,6 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
   }
-  walk(doc->root(), 0);
+  int budget = 20000;
+  walk(doc->root(), 0, budget);
   return 0;
 }
