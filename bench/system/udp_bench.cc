@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "support/flannel_cluster.h"
+#include "support/link_counters.h"
 #include "support/poll.h"
 
 namespace flannel::test {
@@ -101,38 +102,21 @@ double processSeconds(pid_t pid) {
   return (ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-// Packet and byte counters of every interface in a namespace (`ip -j -s link`), for
-// FLANNEL_BENCH_METRICS=1: the average packet size per interface shows where super packets are
-// cut into segments.
-struct LinkCount {
-  double tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
-};
-std::map<std::string, LinkCount> linkCounters(Netns& ns) {
-  std::map<std::string, LinkCount> m;
-  auto out = ns.exec({"ip", "-j", "-s", "link", "show"}, std::chrono::seconds(5));
-  if (!out || !out->success()) {
-    return m;
+// FLANNEL_BENCH_METRICS=1: packets and average packet size per interface during a run, which
+// show where super packets are cut into segments.
+std::map<std::string, LinkCounters> links(Netns& ns) {
+  auto m = linkCounters(ns);
+  if (!m) {
+    std::fprintf(stderr, "  %s\n", m.error().message.c_str());
+    return {};
   }
-  auto j = nlohmann::json::parse(out->out, nullptr, false);
-  if (!j.is_array()) {
-    return m;
-  }
-  for (const auto& l : j) {
-    if (!l.contains("ifname") || !l.contains("stats64")) {
-      continue;
-    }
-    const auto& s = l["stats64"];
-    m[l["ifname"].get<std::string>()] = {
-        s["tx"]["packets"].get<double>(), s["tx"]["bytes"].get<double>(),
-        s["rx"]["packets"].get<double>(), s["rx"]["bytes"].get<double>()};
-  }
-  return m;
+  return *m;
 }
 
-void printLinkDelta(int host, const std::map<std::string, LinkCount>& before,
-                    const std::map<std::string, LinkCount>& after) {
+void printLinkDelta(int host, const std::map<std::string, LinkCounters>& before,
+                    const std::map<std::string, LinkCounters>& after) {
   for (const auto& [name, a] : after) {
-    LinkCount b;
+    LinkCounters b;
     if (auto it = before.find(name); it != before.end()) {
       b = it->second;
     }
@@ -294,10 +278,10 @@ int run(int seconds, const std::string& filter) {
     const bool diag = std::getenv("FLANNEL_BENCH_METRICS") != nullptr;
     auto c = makeCluster(k, diag);
     for (int streams : {1, 4}) {
-      std::map<std::string, LinkCount> links[3];
+      std::map<std::string, LinkCounters> before[3];
       if (diag) {
         for (int h = 1; h <= 2; ++h) {
-          links[h] = linkCounters(c->host(h));
+          before[h] = links(c->host(h));
         }
       }
       Run r = k.config == nullptr
@@ -309,7 +293,7 @@ int run(int seconds, const std::string& filter) {
       std::fflush(stdout);
       if (diag) {
         for (int h = 1; h <= 2; ++h) {
-          printLinkDelta(h, links[h], linkCounters(c->host(h)));
+          printLinkDelta(h, before[h], links(c->host(h)));
         }
       }
       if (diag && k.config != nullptr) {

@@ -138,8 +138,9 @@ struct UdpFastPathOptions {
   int ext_ifindex = 0;  // the external interface
   int tun_ifindex = 0;  // the TUN device
   // The external interface is virtual (veth, bridge, ...: Link::kind set) and may not complete
-  // the TCP/UDP checksums senders leave to the device; such packets then go through user space
-  // (all TCP/UDP but TCP super packets; see bpf/udp_tc.bpf.c).
+  // the TCP/UDP checksums senders leave to the device; TCP/UDP then goes through the kernel only
+  // to peers that announce a kernel decap (announce()), to the others through user space, which
+  // completes the checksums (see bpf/udp_tc.bpf.c).
   bool virtual_ext = false;
   // Attach as classic tc filters (clsact) instead of tcx links: for kernels before 6.6, which
   // have no tcx (chosen automatically there), or forced. Filters outlive a killed process.

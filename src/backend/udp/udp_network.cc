@@ -231,8 +231,9 @@ void UdpNetwork::attachFastPath() {
           .count(),
       tun_name_, fast_path_options_.ext_ifindex, unmerged,
       fast_path_options_.virtual_ext
-          ? "; the external interface is virtual: TCP/UDP packets other than TCP super packets "
-            "go through user space, which completes their checksums"
+          ? "; the external interface is virtual: TCP/UDP go through the kernel only to peers "
+            "that announce a kernel decap, to the others through user space, which completes "
+            "their checksums"
           : "");
 }
 

@@ -96,31 +96,15 @@ int bpfCommand(int cmd, bpf_attr& attr) {
   return static_cast<int>(::syscall(__NR_bpf, cmd, &attr, sizeof attr));
 }
 
-int mapUpdate(int fd, const void* key, const void* value, uint64_t flags) {
+// BPF_MAP_UPDATE_ELEM (flags 0: BPF_ANY), _DELETE_ELEM (value nullptr) or _LOOKUP_ELEM (value:
+// the buffer to fill) on map `fd`.
+int mapElem(int cmd, int fd, const void* key, const void* value) {
   bpf_attr attr;
   std::memset(&attr, 0, sizeof attr);
   attr.map_fd = static_cast<uint32_t>(fd);
   attr.key = bpfPtr(key);
   attr.value = bpfPtr(value);
-  attr.flags = flags;
-  return bpfCommand(BPF_MAP_UPDATE_ELEM, attr);
-}
-
-int mapDelete(int fd, const void* key) {
-  bpf_attr attr;
-  std::memset(&attr, 0, sizeof attr);
-  attr.map_fd = static_cast<uint32_t>(fd);
-  attr.key = bpfPtr(key);
-  return bpfCommand(BPF_MAP_DELETE_ELEM, attr);
-}
-
-int mapLookup(int fd, const void* key, void* value) {
-  bpf_attr attr;
-  std::memset(&attr, 0, sizeof attr);
-  attr.map_fd = static_cast<uint32_t>(fd);
-  attr.key = bpfPtr(key);
-  attr.value = bpfPtr(value);
-  return bpfCommand(BPF_MAP_LOOKUP_ELEM, attr);
+  return bpfCommand(cmd, attr);
 }
 
 struct Api {
@@ -359,7 +343,7 @@ Result<std::unique_ptr<TcPath>> TcPath::load(const UdpFastPathOptions& options) 
 
   const BpfConfig cfg = bpfConfig(options, std::nullopt);
   const uint32_t zero = 0;
-  if (mapUpdate(impl->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
+  if (mapElem(BPF_MAP_UPDATE_ELEM, impl->cfg_fd, &zero, &cfg) < 0) {
     return failedStep("writing the config map", errno);
   }
   impl->encap_fd = a.program_fd(encap);
@@ -449,9 +433,10 @@ Result<TcPath::Verdict> TcPath::testDecap(std::span<const std::byte> frame, uint
 Result<void> TcPath::enable(Ip4 own_network, uint8_t own_prefix) {
   const BpfConfig cfg = bpfConfig(options_, std::pair{own_network, own_prefix});
   const uint32_t zero = 0;
-  if (mapUpdate(impl_->cfg_fd, &zero, &cfg, BPF_ANY) < 0) {
+  if (mapElem(BPF_MAP_UPDATE_ELEM, impl_->cfg_fd, &zero, &cfg) < 0) {
+    const int err = errno;
     return makeError(Errc::Kernel,
-                     fmt::format("tc BPF fast path: config map: {}", std::strerror(errno)), errno);
+                     fmt::format("tc BPF fast path: config map: {}", std::strerror(err)), err);
   }
   return {};
 }
@@ -481,7 +466,7 @@ Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
     if (it == routes_.end() || it->second != peer) {
       const BpfLpmKey key = lpmKey(k);
       const uint32_t value = htonl(peer);
-      if (ok(mapUpdate(impl_->routes_fd, &key, &value, BPF_ANY))) {
+      if (ok(mapElem(BPF_MAP_UPDATE_ELEM, impl_->routes_fd, &key, &value))) {
         routes_[k] = peer;
       }
     }
@@ -490,7 +475,7 @@ Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
     auto it = peers_.find(ip);
     if (it == peers_.end() || it->second != n) {
       const uint32_t key = htonl(ip);
-      if (ok(mapUpdate(impl_->peers_fd, &key, &n, BPF_ANY))) {
+      if (ok(mapElem(BPF_MAP_UPDATE_ELEM, impl_->peers_fd, &key, &n))) {
         peers_[ip] = n;
       }
     }
@@ -500,14 +485,14 @@ Result<void> TcPath::setPeers(const std::vector<UdpFastPathRoute>& entries) {
       return false;
     }
     const BpfLpmKey key = lpmKey(kv.first);
-    return ok(mapDelete(impl_->routes_fd, &key));
+    return ok(mapElem(BPF_MAP_DELETE_ELEM, impl_->routes_fd, &key, nullptr));
   });
   std::erase_if(peers_, [&](const auto& kv) {
     if (peers.contains(kv.first)) {
       return false;
     }
     const uint32_t key = htonl(kv.first);
-    return ok(mapDelete(impl_->peers_fd, &key));
+    return ok(mapElem(BPF_MAP_DELETE_ELEM, impl_->peers_fd, &key, nullptr));
   });
   if (err != 0) {
     return makeError(
@@ -521,7 +506,7 @@ UdpFastPathStats TcPath::stats() const {
   UdpFastPathStats out;
   std::vector<BpfStats> per_cpu(static_cast<size_t>(impl_->cpus));
   const uint32_t zero = 0;
-  if (mapLookup(impl_->stats_fd, &zero, per_cpu.data()) < 0) {
+  if (mapElem(BPF_MAP_LOOKUP_ELEM, impl_->stats_fd, &zero, per_cpu.data()) < 0) {
     return out;
   }
   for (const auto& s : per_cpu) {

@@ -150,6 +150,22 @@ static __always_inline __u16 ipv4_checksum(const struct iphdr* ip) {
   return fold(sum);
 }
 
+// Adds to this CPU's counters: the transmit side (tx) or the receive side.
+static __always_inline void count(int tx, __u32 packets, __u32 bytes) {
+  __u32 k = 0;
+  struct flannel_udp_stats* s = bpf_map_lookup_elem(&flannel_udp_stats, &k);
+  if (!s) {
+    return;
+  }
+  if (tx) {
+    s->tx_packets += packets;
+    s->tx_bytes += bytes;
+  } else {
+    s->rx_packets += packets;
+    s->rx_bytes += bytes;
+  }
+}
+
 static __always_inline __u32 segments(struct __sk_buff* skb) {
   return skb->gso_segs > 1 ? skb->gso_segs : 1;
 }
@@ -293,12 +309,7 @@ int flannel_udp_encap(struct __sk_buff* skb) {
   if (bpf_skb_store_bytes(skb, 0, &eth, sizeof(eth), 0) < 0) {
     return TC_ACT_SHOT;
   }
-  __u32 k = 0;
-  struct flannel_udp_stats* s = bpf_map_lookup_elem(&flannel_udp_stats, &k);
-  if (s) {
-    s->tx_packets += segs;
-    s->tx_bytes += len;
-  }
+  count(1, segs, len);
   return bpf_redirect_neigh(out_ifindex, &next_hop, sizeof(next_hop), 0);
 }
 
@@ -360,12 +371,7 @@ int flannel_udp_decap(struct __sk_buff* skb) {
   if (bpf_skb_adjust_room(skb, -(__s32)OUTER_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0) {
     return TC_ACT_SHOT;
   }
-  __u32 k = 0;
-  struct flannel_udp_stats* s = bpf_map_lookup_elem(&flannel_udp_stats, &k);
-  if (s) {
-    s->rx_packets += segs;
-    s->rx_bytes += outer_len;
-  }
+  count(0, segs, outer_len);
   if (kernel_sender) {
     const __u64 now = bpf_ktime_get_coarse_ns();
     __u64* seen = bpf_map_lookup_elem(&flannel_udp_kernel_peers, &from);
